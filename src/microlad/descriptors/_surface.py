@@ -1,0 +1,127 @@
+"""Specific surface area (interface area per unit total volume), numpy estimators.
+
+Three estimators of the area of the interface between one phase and the rest, all
+divided by the TOTAL image volume (N voxels * voxel_size**d) and all non-periodic: the
+image border is never counted as interface, only interfaces inside the image.
+
+``"mesh"`` (default, the report estimator)
+    3-D: ``skimage.measure.marching_cubes`` of the binary indicator at level 0.5, area by
+    ``skimage.measure.mesh_surface_area``. 2-D: total length of the
+    ``skimage.measure.find_contours`` (marching squares) polylines at level 0.5.
+    Known bias: on voxelised smooth shapes it overestimates (sphere R = 15-20: +8.5 %,
+    disc R = 15-20: +7.5 %), the usual staircase bias of binary marching cubes.
+``"gradient"`` (identical to :func:`microlad.descriptors.torch.specific_surface_area`)
+    Total variation of the indicator, ``sum |grad u|`` over the dual-grid cells (the
+    cubes of 2x2x2 voxel centres that marching cubes works on), with grad u the
+    gradient of the (tri)linear interpolant at the cell centre (mean of the cell's
+    forward differences along each axis), times a calibration factor. By the coarea
+    formula this is the marching-cubes area averaged over iso-levels, so it is smooth in
+    soft probabilities and close to ``"mesh"``. Calibration (median ratio mesh / raw
+    gradient over Leopard and Berea crops of 64^3 and 100^3, both phases: 1.036, range
+    1.029-1.039; over SOFC and carbonate 2-D crops 128^2, 256^2: 1.002, range
+    1.000-1.018): factor 1.036 in 3-D and 1.0 in 2-D.
+``"faces"``
+    Cauchy-Crofton face count: the number of voxel faces between the phase and the rest
+    times 2/3 (3-D) or pi/4 (2-D), unbiased for isotropic interfaces (sphere within
+    0.3 %, disc within 3 %), but about 5 % below ``"mesh"`` on rough real data.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from microlad.descriptors._validate import as_labels, check_phase, check_voxel_size
+from microlad.errors import InputError, ShapeError
+
+__all__ = ["specific_surface_area", "SSA_METHODS", "GRADIENT_CALIBRATION", "FACE_FACTOR"]
+
+SSA_METHODS = ("mesh", "gradient", "faces")
+
+#: Factor applied to the dual-cell total variation so that ``"gradient"`` (and the torch
+#: estimator) matches ``"mesh"`` on real data, by number of spatial dimensions.
+GRADIENT_CALIBRATION = {2: 1.0, 3: 1.036}
+
+#: Stereological (Cauchy-Crofton) factor for isotropic interfaces: mean of
+#: |n_x| + |n_y| (+ |n_z|) over random unit normals is 4/pi (3/2).
+FACE_FACTOR = {2: np.pi / 4.0, 3: 2.0 / 3.0}
+
+# Smoothing of |g| near 0 (keeps the torch gradient finite); negligible on real data.
+_TV_EPS = 1e-6
+
+
+def cell_gradients(u: np.ndarray) -> list[np.ndarray]:
+    """Gradient of the (tri)linear interpolant at each dual-cell centre, one array per axis."""
+    nd = u.ndim
+    grads = []
+    for a in range(nd):
+        g = np.diff(u, axis=a)
+        for b in range(nd):
+            if b != a:
+                lo = tuple(slice(0, -1) if i == b else slice(None) for i in range(nd))
+                hi = tuple(slice(1, None) if i == b else slice(None) for i in range(nd))
+                g = 0.5 * (g[lo] + g[hi])
+        grads.append(g)
+    return grads
+
+
+def _mesh_area(mask: np.ndarray) -> float:
+    from skimage import measure
+
+    if mask.all() or not mask.any():
+        return 0.0
+    field = mask.astype(np.float32)
+    if mask.ndim == 3:
+        verts, faces, _, _ = measure.marching_cubes(field, level=0.5)
+        return float(measure.mesh_surface_area(verts, faces))
+    contours = measure.find_contours(field, level=0.5)
+    return float(sum(np.sqrt((np.diff(c, axis=0) ** 2).sum(axis=1)).sum() for c in contours))
+
+
+def _gradient_area(mask: np.ndarray) -> float:
+    u = mask.astype(np.float64)
+    norm2 = sum(g * g for g in cell_gradients(u))
+    tv = float(np.sum(np.sqrt(norm2 + _TV_EPS**2) - _TV_EPS))
+    return GRADIENT_CALIBRATION[mask.ndim] * tv
+
+
+def _face_area(mask: np.ndarray) -> float:
+    count = sum(int(np.count_nonzero(np.diff(mask, axis=a))) for a in range(mask.ndim))
+    return FACE_FACTOR[mask.ndim] * count
+
+
+_ESTIMATORS = {"mesh": _mesh_area, "gradient": _gradient_area, "faces": _face_area}
+
+
+def specific_surface_area(
+    labels: np.ndarray, *, phase: int, voxel_size: float = 1.0, method: str = "mesh"
+) -> float:
+    """Interface area of one phase per unit total volume.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
+        Label image or volume with phases 0..P-1 (each side at least 2 voxels).
+    phase : int
+        Phase label; its interface with all other phases is measured.
+    voxel_size : float, default 1.0
+        Edge length of a (cubic) voxel or (square) pixel.
+    method : {"mesh", "gradient", "faces"}, default "mesh"
+        Estimator, see the module notes of :mod:`microlad.descriptors._surface`:
+        marching cubes / marching squares (report estimator), the calibrated
+        total-variation estimator used by the torch descriptor, or the Cauchy-Crofton
+        face count.
+
+    Returns
+    -------
+    float
+        3-D: interface area / total volume, in 1/voxel_size. 2-D: interface length
+        (perimeter) / total area, in 1/voxel_size. The image border is not interface
+        (non-periodic); 0 if the phase is absent or fills the image.
+    """
+    arr = as_labels(labels, ndims=(2, 3))
+    if min(arr.shape) < 2:
+        raise ShapeError(f"labels must be at least 2 voxels along every axis, got shape {arr.shape}")
+    if method not in _ESTIMATORS:
+        raise InputError(f"method must be one of {SSA_METHODS}, got {method!r}")
+    vs = check_voxel_size(voxel_size)
+    mask = arr == check_phase(phase)
+    return _ESTIMATORS[method](mask) / (arr.size * vs)
