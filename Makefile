@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: demo test bench clean
+.PHONY: demo test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,6 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/microlad demo --out demo_out --overwrite
 
-bench: $(VENV)/.installed
-	$(PY) bench/run_all.py
 
 clean:
 	rm -rf demo_out .pytest_cache build src/*.egg-info

@@ -1,0 +1,33 @@
+"""Assemble BENCHMARKS.md from the result snippets in bench/results/*.md.
+
+Each bench script writes its own results/NAME.md; this puts them together in a fixed
+order so BENCHMARKS.md always states what the scripts last measured.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDER = ["transport", "training", "reconstruct", "fidelity", "groundtruth"]
+
+HEADER = """# Benchmarks
+
+Measured on the project machine (2 CPU cores, 24 GiB, no GPU) unless a section says
+otherwise. Every number below is written by a script in `bench/`; rerun it to refresh
+its section, then `python bench/run_all.py` to rebuild this file.
+"""
+
+
+def main() -> None:
+    parts = [HEADER]
+    results = ROOT / "bench" / "results"
+    names = [n for n in ORDER if (results / f"{n}.md").exists()]
+    names += sorted(p.stem for p in results.glob("*.md") if p.stem not in ORDER)
+    for name in names:
+        parts.append((results / f"{name}.md").read_text().rstrip() + "\n")
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))
+    print(f"wrote {ROOT / 'BENCHMARKS.md'} ({', '.join(names) or 'no results yet'})")
+
+
+if __name__ == "__main__":
+    main()
