@@ -1,0 +1,20 @@
+"""Noise schedule and reverse-process samplers for the latent DDPM (plain objects, no nn.Module).
+
+The schedule owns β/ᾱ and the maps between x0, ε, v and x_t; samplers own the timestep
+sequence and one reverse ``step``. Sampling loops live in :mod:`microlad.pipeline` and
+:mod:`microlad.reconstruct`.
+"""
+from __future__ import annotations
+
+from microlad.diffusion._samplers import TIMESTEP_SPACINGS, AncestralSampler, DDIMSampler, make_timesteps
+from microlad.diffusion._schedule import BETA_SCHEDULES, PREDICTION_TYPES, DDPMSchedule
+
+__all__ = [
+    "DDPMSchedule",
+    "DDIMSampler",
+    "AncestralSampler",
+    "make_timesteps",
+    "BETA_SCHEDULES",
+    "PREDICTION_TYPES",
+    "TIMESTEP_SPACINGS",
+]
