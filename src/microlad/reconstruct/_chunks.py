@@ -1,0 +1,54 @@
+"""Memory-aware batching of 2D slice work and padding helpers for size-agnostic nets."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+"""Bytes of activations one batched network call may use (1 GiB)."""
+
+
+def chunk_size(pixels_per_slice: int, *, width: int, budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+    """Slices per network call so activations stay within ``budget`` bytes.
+
+    Estimate: ``8 · width`` live float32 activations per pixel (a ResNet level with
+    skip connections), which over-estimates the small CPU nets used here.
+    """
+    per_slice = max(1, pixels_per_slice) * width * 8 * 4
+    return max(1, budget // per_slice)
+
+
+def map_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` in batches of ``chunk`` along dim 0 and concatenate."""
+    if x.shape[0] <= chunk:
+        return fn(x)
+    return torch.cat([fn(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)], dim=0)
+
+
+def pad_2d(x: torch.Tensor, *, multiple: int = 1, margin: int = 0, periodic: bool = False) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Pad the last two dims by ``margin`` and up to a multiple of ``multiple``.
+
+    Periodic volumes wrap around (circular); others are mirrored (reflect, or replicate
+    when the image is too small to mirror). Returns the padded tensor and the
+    (left, right, top, bottom) pads for :func:`crop_2d`.
+    """
+    h, w = x.shape[-2:]
+    extra_h = (-(h + 2 * margin)) % multiple
+    extra_w = (-(w + 2 * margin)) % multiple
+    pads = (margin, margin + extra_w, margin, margin + extra_h)
+    if not any(pads):
+        return x, pads
+    if periodic:
+        mode = "circular"
+    else:
+        mode = "reflect" if max(pads[0], pads[1]) < w and max(pads[2], pads[3]) < h else "replicate"
+    return F.pad(x, pads, mode=mode), pads
+
+
+def crop_2d(x: torch.Tensor, pads: tuple[int, int, int, int], *, scale: int = 1) -> torch.Tensor:
+    """Undo :func:`pad_2d` (pads measured before a ``scale``-fold up-sampling)."""
+    left, right, top, bottom = (p * scale for p in pads)
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
