@@ -1,0 +1,37 @@
+"""Steady diffusion through voxel microstructures: effective diffusivity and tortuosity.
+
+Finite volumes on the voxel grid, (Z, Y, X) or (Y, X), the same discretisation family as
+TauFactor (cell-centred, harmonic-mean face conductances, Dirichlet faces half a cell from
+the first/last cell centres, no-flux or periodic lateral faces), solved with sparse
+preconditioned conjugate gradients (pyamg smoothed-aggregation AMG, or Jacobi) or a
+direct SuperLU factorisation for small systems.
+
+* :func:`solve_transport` - labels (+ optional per-phase diffusivities) ->
+  :class:`TransportResult` (``effective_diffusivity = D_eff / D_bulk``,
+  ``tortuosity = eps D_bulk / D_eff`` - TauFactor's tortuosity factor, not squared).
+* :func:`solve_field` - the same for a numpy diffusivity field.
+* :func:`effective_diffusivity` - differentiable (torch) D_eff of a soft field, batched,
+  gradient by the adjoint method.
+* :func:`tortuosity` - shortcut.
+
+Convergence (iterative solvers): relative residual ``<= rtol`` and relative spread of the
+flux through the layers normal to the transport axis ``<= flux_rtol``.
+"""
+from microlad.physics._autograd import EffectiveDiffusivityFunction, effective_diffusivity
+from microlad.physics._transport import (
+    PercolationWarning,
+    TransportResult,
+    solve_field,
+    solve_transport,
+    tortuosity,
+)
+
+__all__ = [
+    "TransportResult",
+    "PercolationWarning",
+    "solve_transport",
+    "solve_field",
+    "tortuosity",
+    "effective_diffusivity",
+    "EffectiveDiffusivityFunction",
+]

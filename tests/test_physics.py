@@ -1,0 +1,314 @@
+"""microlad.physics: analytic cases, solver options, input checks, adjoint gradients."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from microlad.errors import InputError, ShapeError
+from microlad.physics import (
+    PercolationWarning,
+    TransportResult,
+    effective_diffusivity,
+    solve_field,
+    solve_transport,
+    tortuosity,
+)
+
+
+def _layers(shape: tuple[int, ...], layer_axis: int, thickness: list[int]) -> np.ndarray:
+    """Labels 1, 2, 3, ... in slabs of the given thicknesses along ``layer_axis``."""
+    assert sum(thickness) == shape[layer_axis]
+    prof = np.concatenate([np.full(t, i + 1) for i, t in enumerate(thickness)]).astype(np.uint8)
+    view = [1] * len(shape)
+    view[layer_axis] = shape[layer_axis]
+    return np.broadcast_to(prof.reshape(view), shape).copy()
+
+
+# ---------------------------------------------------------------- analytic cases
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (6, 5, 8)])
+@pytest.mark.parametrize("periodic", [False, True])
+def test_uniform_medium_has_unit_diffusivity_and_tau(shape, periodic):
+    labels = np.ones(shape, np.uint8)
+    for axis in range(len(shape)):
+        res = solve_transport(labels, phase=1, axis=axis, periodic=periodic)
+        assert res.effective_diffusivity == pytest.approx(1.0, rel=1e-10)
+        assert res.tortuosity == pytest.approx(1.0, rel=1e-10)
+        assert res.volume_fraction == 1.0 and res.axis == axis and res.converged
+
+
+def test_uniform_medium_concentration_is_linear_with_half_cell_boundaries():
+    res = solve_transport(np.ones((8, 5), np.uint8), axis=0, return_field=True)
+    expected = 1.0 - (np.arange(8) + 0.5) / 8  # c = 1 at the inlet face, 0 at the outlet
+    np.testing.assert_allclose(res.concentration, np.repeat(expected[:, None], 5, axis=1), atol=1e-12)
+
+
+D_LAYERS = {1: 1.0, 2: 0.25, 3: 0.5}
+THICK = [3, 5, 4]
+
+
+@pytest.mark.parametrize("shape3d", [False, True])
+def test_layers_parallel_to_flow_give_arithmetic_mean(shape3d):
+    shape = (10, 12, 6) if shape3d else (10, 12)
+    labels = _layers(shape, 1, THICK)  # slabs stacked along axis 1, flow along axis 0
+    res = solve_transport(labels, axis=0, diffusivities=D_LAYERS)
+    arith = sum(t * D_LAYERS[i + 1] for i, t in enumerate(THICK)) / sum(THICK)
+    assert res.effective_diffusivity == pytest.approx(arith, rel=1e-10)
+    assert res.tortuosity == pytest.approx(1.0, rel=1e-10)  # tau = D_mean / D_eff
+
+
+@pytest.mark.parametrize("shape3d", [False, True])
+def test_layers_perpendicular_to_flow_give_harmonic_mean(shape3d):
+    shape = (7, 12, 6) if shape3d else (7, 12)
+    labels = _layers(shape, 1, THICK)
+    res = solve_transport(labels, axis=1, diffusivities=D_LAYERS)
+    harm = sum(THICK) / sum(t / D_LAYERS[i + 1] for i, t in enumerate(THICK))
+    arith = sum(t * D_LAYERS[i + 1] for i, t in enumerate(THICK)) / sum(THICK)
+    assert res.effective_diffusivity == pytest.approx(harm, rel=1e-10)
+    assert res.tortuosity == pytest.approx(arith / harm, rel=1e-10)
+
+
+@pytest.mark.parametrize("method", ["amg", "jacobi"])
+def test_iterative_solvers_reach_the_layered_answer_to_tolerance(method):
+    labels = _layers((20, 12, 12), 0, [6, 8, 6])
+    res = solve_transport(labels, axis=0, diffusivities=D_LAYERS, method=method, rtol=1e-8)
+    harm = 20 / (6 / 1.0 + 8 / 0.25 + 6 / 0.5)
+    assert res.converged and res.iterations > 1
+    assert res.effective_diffusivity == pytest.approx(harm, rel=1e-6)
+    assert res.flux_imbalance <= 1e-3 and res.residual <= 1e-8
+
+
+def test_straight_channels_give_tau_one():
+    labels = np.zeros((9, 10, 10), np.uint8)
+    labels[:, 2:4, 5:8] = 1
+    labels[:, 7, :] = 1
+    res = solve_transport(labels, phase=1, axis=0)
+    eps = labels.mean()
+    assert res.effective_diffusivity == pytest.approx(eps, rel=1e-10)
+    assert res.tortuosity == pytest.approx(1.0, rel=1e-10)
+    assert res.volume_fraction == pytest.approx(eps)
+
+
+@pytest.mark.parametrize("labels", [np.zeros((6, 6), np.uint8), np.ones((6, 6, 6), np.uint8)])
+def test_blocked_phase_gives_zero_and_inf_with_a_warning(labels):
+    labels = labels.copy()
+    labels[2] = 0  # a wall across the flow (axis 0)
+    with pytest.warns(PercolationWarning, match="does not connect"):
+        res = solve_transport(labels, phase=1, axis=0, return_field=True)
+    assert res.effective_diffusivity == 0.0 and res.tortuosity == math.inf
+    assert res.converged and res.iterations == 0
+    assert np.isnan(res.concentration).all()
+    with pytest.warns(PercolationWarning):
+        assert tortuosity(labels, phase=1, axis=0) == math.inf
+
+
+def test_flow_along_the_wall_is_not_blocked():
+    labels = np.ones((6, 6, 6), np.uint8)
+    labels[2] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = solve_transport(labels, phase=1, axis=1)
+    assert res.effective_diffusivity == pytest.approx(5 / 6, rel=1e-10)
+
+
+def test_isolated_clusters_and_dead_ends_are_excluded():
+    labels = np.zeros((10, 8), np.uint8)
+    labels[:, 1] = 1  # through channel
+    labels[4:6, 4:6] = 1  # isolated pocket
+    labels[0:5, 6] = 1  # dead end from the inlet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = solve_transport(labels, phase=1, axis=0, return_field=True)
+    assert res.effective_diffusivity == pytest.approx(1 / 8, rel=1e-10)
+    assert res.tortuosity == pytest.approx(labels.mean() * 8, rel=1e-10)
+    c = res.concentration
+    assert np.isnan(c[4:6, 4:6]).all() and np.isnan(c[0:5, 6]).all() and np.isnan(c[:, 0]).all()
+    np.testing.assert_allclose(c[:, 1], 1 - (np.arange(10) + 0.5) / 10, atol=1e-12)
+
+
+def test_periodic_boundaries_join_clusters_across_the_wrap():
+    # a path that leaves through the right face and comes back through the left one
+    labels = np.zeros((8, 6), np.uint8)
+    labels[0:4, 5] = 1
+    labels[3:8, 0] = 1
+    with pytest.warns(PercolationWarning):
+        closed = solve_transport(labels, axis=0)
+    assert closed.effective_diffusivity == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wrapped = solve_transport(labels, axis=0, periodic=True)
+    # series path of 8 cells, one of them entered sideways through the wrap face
+    assert 0 < wrapped.effective_diffusivity < labels.mean()
+    assert math.isfinite(wrapped.tortuosity) and wrapped.tortuosity > 1
+
+
+def test_floor_diffusivity_makes_a_blocked_phase_conduct():
+    labels = np.ones((8, 8), np.uint8)
+    labels[3] = 0
+    res = solve_transport(labels, axis=0, diffusivities={1: 1.0, 0: 1e-3})
+    assert res.effective_diffusivity == pytest.approx(8 / (7 + 1 / 1e-3), rel=1e-10)
+    assert res.volume_fraction == pytest.approx(7 / 8)  # still the fraction of `phase`
+
+
+def test_methods_agree_on_a_random_percolating_medium():
+    rng = np.random.default_rng(3)
+    labels = (rng.random((24, 24, 24)) < 0.55).astype(np.uint8)
+    ref = solve_transport(labels, axis=2, method="direct", rtol=1e-10)
+    assert 0 < ref.effective_diffusivity < 0.55
+    for method in ("amg", "jacobi"):
+        res = solve_transport(labels, axis=2, method=method, rtol=1e-8)
+        assert res.converged
+        assert res.effective_diffusivity == pytest.approx(ref.effective_diffusivity, rel=1e-6)
+
+
+def test_warm_start_from_a_previous_field_converges_at_once():
+    rng = np.random.default_rng(4)
+    labels = (rng.random((30, 30, 30)) < 0.6).astype(np.uint8)
+    cold = solve_transport(labels, axis=1, method="amg", return_field=True)
+    warm = solve_transport(labels, axis=1, method="amg", x0=cold.concentration)
+    assert cold.iterations > 2 and warm.iterations <= 1
+    assert warm.effective_diffusivity == pytest.approx(cold.effective_diffusivity, rel=1e-6)
+
+
+def test_result_is_frozen_and_axis_normalised():
+    res = solve_transport(np.ones((4, 5, 6), np.uint8), axis=-1)
+    assert isinstance(res, TransportResult) and res.axis == 2 and res.concentration is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.tortuosity = 2.0  # type: ignore[misc]
+
+
+def test_bool_and_torch_labels_are_accepted():
+    a = np.ones((5, 5), bool)
+    assert solve_transport(a).effective_diffusivity == pytest.approx(1.0)
+    assert solve_transport(torch.ones(5, 5, dtype=torch.uint8)).effective_diffusivity == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc",
+    [
+        (dict(labels=np.ones((4, 4), np.float32)), InputError),
+        (dict(labels=np.ones(4, np.uint8)), ShapeError),
+        (dict(labels=np.ones((2, 2, 2, 2), np.uint8)), ShapeError),
+        (dict(labels=np.ones((0, 4), np.uint8)), ShapeError),
+        (dict(labels=-np.ones((4, 4), np.int8)), InputError),
+        (dict(axis=2), InputError),
+        (dict(axis=1.0), InputError),
+        (dict(phase="pore"), InputError),
+        (dict(diffusivities={1: -1.0}), InputError),
+        (dict(diffusivities={1: float("nan")}), InputError),
+        (dict(diffusivities="fast"), InputError),
+        (dict(method="cholesky"), InputError),
+        (dict(rtol=0.0), InputError),
+        (dict(flux_rtol=-1.0), InputError),
+        (dict(x0=np.zeros((3, 3))), ShapeError),
+    ],
+)
+def test_bad_input_raises_one_line_errors(kwargs, exc):
+    kwargs = {"labels": np.ones((4, 4), np.uint8), **kwargs}
+    labels = kwargs.pop("labels")
+    with pytest.raises(exc) as info:
+        solve_transport(labels, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_solve_field_matches_labels_with_the_same_diffusivities():
+    rng = np.random.default_rng(5)
+    labels = (rng.random((16, 16, 16)) < 0.5).astype(np.uint8)
+    D = np.where(labels == 1, 1.0, 0.01)
+    a = solve_field(D, axis=0)
+    b = solve_transport(labels, axis=0, diffusivities={1: 1.0, 0: 0.01})
+    assert a.effective_diffusivity == pytest.approx(b.effective_diffusivity, rel=1e-9)
+    assert a.tortuosity == pytest.approx(D.mean() / a.effective_diffusivity)
+    with pytest.raises(InputError):
+        solve_field(-D)
+
+
+# ---------------------------------------------------------------- differentiable path
+
+
+def _soft(shape, seed, eps=0.05, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return eps + (1 - eps) * torch.rand(shape, generator=g, dtype=dtype)
+
+
+def test_effective_diffusivity_matches_solve_field():
+    D = _soft((12, 10), 0)
+    for axis in (0, 1):
+        for periodic in (False, True):
+            ref = solve_field(D.numpy(), axis=axis, periodic=periodic, rtol=1e-10).effective_diffusivity
+            val = effective_diffusivity(D, axis=axis, periodic=periodic)
+            assert val.shape == () and val.dtype == torch.float64
+            assert float(val) == pytest.approx(ref, rel=1e-9)
+
+
+def test_effective_diffusivity_of_uniform_and_layered_fields():
+    assert float(effective_diffusivity(torch.full((6, 7, 5), 0.3, dtype=torch.float64), axis=2)) == pytest.approx(0.3)
+    D = torch.tensor([1.0, 0.25, 0.5], dtype=torch.float64).repeat_interleave(torch.tensor([3, 5, 4]))
+    D2 = D[:, None].expand(12, 5).contiguous()
+    harm = 12 / (3 / 1 + 5 / 0.25 + 4 / 0.5)
+    assert float(effective_diffusivity(D2, axis=0)) == pytest.approx(harm, rel=1e-10)
+
+
+def test_batched_equals_per_slice_and_keeps_dtype():
+    D = _soft((5, 16, 16), 1, dtype=torch.float32)
+    out = effective_diffusivity(D, axis=1, batched=True)
+    assert out.shape == (5,) and out.dtype == torch.float32
+    for b in range(5):
+        assert float(out[b]) == pytest.approx(float(effective_diffusivity(D[b], axis=1)), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, axis, periodic",
+    [((5, 6), 0, False), ((5, 6), 1, True), ((4, 3, 5), 0, False), ((3, 4, 4), 2, True)],
+)
+def test_gradcheck(shape, axis, periodic):
+    D = _soft(shape, 2, eps=0.1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda d: effective_diffusivity(d, axis=axis, periodic=periodic), (D,))
+
+
+def test_gradcheck_batched():
+    D = _soft((3, 4, 5), 3, eps=0.1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda d: effective_diffusivity(d, axis=0, batched=True), (D,))
+
+
+def test_adjoint_gradient_matches_finite_differences_on_32cubed():
+    """32^3 uses the AMG-PCG path; central differences along random directions."""
+    D = _soft((32, 32, 32), 4, eps=1e-2).requires_grad_()
+    val = effective_diffusivity(D, axis=0, rtol=1e-10)
+    (grad,) = torch.autograd.grad(val, D)
+    assert torch.isfinite(grad).all() and float(grad.min()) >= 0  # D_eff is monotone in D
+    g = torch.Generator().manual_seed(7)
+    h = 1e-4
+    with torch.no_grad():
+        for _ in range(2):
+            v = torch.randn(D.shape, generator=g, dtype=torch.float64) * D  # relative perturbation
+            fp = effective_diffusivity(D + h * v, axis=0, rtol=1e-10)
+            fm = effective_diffusivity(D - h * v, axis=0, rtol=1e-10)
+            fd = float(fp - fm) / (2 * h)
+            ad = float((grad * v).sum())
+            assert ad == pytest.approx(fd, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "D, kwargs, exc",
+    [
+        (np.ones((4, 4)), {}, InputError),
+        (torch.ones(4, 4, dtype=torch.int64), {}, InputError),
+        (torch.ones(4), {}, ShapeError),
+        (torch.ones(4, 4), {"batched": True}, ShapeError),
+        (torch.zeros(4, 4), {}, InputError),
+        (torch.full((4, 4), float("nan")), {}, InputError),
+        (torch.ones(4, 4), {"axis": 2}, InputError),
+    ],
+)
+def test_effective_diffusivity_rejects_bad_input(D, kwargs, exc):
+    kwargs = {"axis": 0, **kwargs}
+    with pytest.raises(exc) as info:
+        effective_diffusivity(D, **kwargs)
+    assert "\n" not in str(info.value)
