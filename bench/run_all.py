@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["transport", "training", "reconstruct", "fidelity", "groundtruth"]
+ORDER = ["transport", "training*", "reconstruct", "fidelity*", "groundtruth*"]
 
 HEADER = """# Benchmarks
 
@@ -21,8 +21,9 @@ its section, then `python bench/run_all.py` to rebuild this file.
 def main() -> None:
     parts = [HEADER]
     results = ROOT / "bench" / "results"
-    names = [n for n in ORDER if (results / f"{n}.md").exists()]
-    names += sorted(p.stem for p in results.glob("*.md") if p.stem not in ORDER)
+    names: list[str] = []
+    for pattern in [*ORDER, "*"]:
+        names += [p.stem for p in sorted(results.glob(f"{pattern}.md")) if p.stem not in names]
     for name in names:
         parts.append((results / f"{name}.md").read_text().rstrip() + "\n")
     (ROOT / "BENCHMARKS.md").write_text("\n".join(parts))

@@ -44,18 +44,11 @@ _state: dict[str, bool] = {"debug": False}
 
 
 def _register() -> None:
-    from microlad.cli import demo, properties
+    from microlad.cli import demo, properties, reconstruct, train
 
     app.command("demo")(demo.demo)
     app.command("properties")(properties.properties)
-    try:  # subcommands added by later modules register themselves here
-        from microlad.cli import train
-    except ImportError:  # pragma: no cover - during development only
-        train = None
-    if train is not None:
-        app.command("train")(train.train)
-    from microlad.cli import reconstruct
-
+    app.command("train")(train.train)
     app.command("reconstruct")(reconstruct.reconstruct)
 
 

@@ -1,0 +1,132 @@
+"""``microlad train``: fit the VAE and the latent diffusion model on segmented images.
+
+Runs the same under ``torchrun --nproc_per_node=N -m microlad train ...`` (DDP; rank 0
+writes the model and prints the summary).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from microlad.errors import InputError
+from microlad.training._options import (
+    DEFAULT_BATCH,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_LDM_STEPS,
+    DEFAULT_PATCH,
+    DEFAULT_VAE_STEPS,
+)
+
+_CONFIG_KEYS = ("vae_config", "unet_config", "schedule", "options")
+
+
+def _read_config(path: Path, n_phases: int) -> dict[str, Any]:
+    """Parse the ``--config`` JSON into config objects (n_phases / channels filled in)."""
+    from microlad.diffusion import DDPMSchedule
+    from microlad.models import UNetConfig, VAEConfig
+    from microlad.training import TrainOptions
+
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such config file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(raw, dict) or set(raw) - set(_CONFIG_KEYS):
+        extra = sorted(set(raw) - set(_CONFIG_KEYS)) if isinstance(raw, dict) else raw
+        raise InputError(f"{path}: unknown keys {extra}; allowed: {', '.join(_CONFIG_KEYS)}")
+    out: dict[str, Any] = {}
+    if "vae_config" in raw:
+        out["vae_config"] = VAEConfig.from_dict({"n_phases": n_phases, **raw["vae_config"]})
+    if "unet_config" in raw:
+        channels = out["vae_config"].latent_channels if "vae_config" in out else VAEConfig(n_phases=n_phases).latent_channels
+        out["unet_config"] = UNetConfig.from_dict({"in_channels": channels, **raw["unet_config"]})
+    if "schedule" in raw:
+        out["schedule"] = DDPMSchedule.from_dict(raw["schedule"])
+    if "options" in raw:
+        out["options"] = TrainOptions.from_dict(raw["options"])
+    return out
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _fmt(values: list[Any] | None) -> str:
+    if not values:
+        return "n/a"
+    return "[" + ", ".join("n/a" if v is None else f"{v:.3f}" for v in values) + "]"
+
+
+def train(
+    images: List[Path] = typer.Argument(..., help="Segmented 2D images or 3D volumes (.tif, .png, .npy, .npz); 3D volumes give slices along all axes.", show_default=False),
+    out: Path = typer.Option(..., "--out", "-o", help="Model directory to write.", show_default=False),
+    patch: Optional[int] = typer.Option(None, "--patch", help=f"Training patch size in pixels (default {DEFAULT_PATCH})."),
+    vae_steps: Optional[int] = typer.Option(None, "--vae-steps", help=f"VAE training steps (default {DEFAULT_VAE_STEPS})."),
+    ldm_steps: Optional[int] = typer.Option(None, "--ldm-steps", help=f"Latent diffusion training steps (default {DEFAULT_LDM_STEPS})."),
+    batch: Optional[int] = typer.Option(None, "--batch", help=f"Global batch size, split over torchrun processes (default {DEFAULT_BATCH})."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in a non-empty --out."),
+    no_augment: bool = typer.Option(False, "--no-augment", help="No rotations/reflections of patches (anisotropic materials)."),
+    key: Optional[str] = typer.Option(None, "--key", help="Array name inside .npz inputs."),
+    checkpoint_every: int = typer.Option(DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between checkpoints."),
+    config: Optional[Path] = typer.Option(None, "--config", help="JSON with any of vae_config, unet_config, schedule, options (advanced)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default $OMP_NUM_THREADS if set, else available cores - 1)."),
+) -> None:
+    """Train a MicroLad model (categorical VAE + latent DDPM) on 2D micrographs."""
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    if threads is None and "OMP_NUM_THREADS" not in os.environ:
+        # One core left free: with every core busy (other jobs, the OS) torch's OpenMP
+        # threads stall each other; on a shared 2-core machine 2 threads ran 3-5x slower
+        # than 1.
+        threads = max(1, _available_cores() - 1)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    from microlad.data import as_label_images
+    from microlad.io import read_image
+    from microlad.training import train as run
+
+    segs = [read_image(p, key=key) for p in images]
+    labels = as_label_images(segs)  # phase-count check before anything else
+    extra = _read_config(config, labels.n_phases) if config is not None else {}
+    model = run(
+        segs, out, patch=patch, vae_steps=vae_steps, ldm_steps=ldm_steps, batch=batch, seed=seed,
+        device=device, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,
+        progress=progress, augment=False if no_augment else None, **extra,
+    )
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    stats = model.training_stats
+    rep = stats.get("report", {})
+    vr = rep.get("vae_reconstruction") or {}
+    losses = rep.get("final_losses", {})
+    times = rep.get("time_s", {})
+    steps = rep.get("steps", {})
+    vae_l, ldm_l = losses.get("vae", {}), losses.get("ldm", {})
+    typer.echo(f"model: {out} (config.json, vae.safetensors, unet_ema.safetensors; checkpoint train_state.safetensors/.json)")
+    typer.echo(f"inputs: {', '.join(str(p) for p in images)}; {labels.n_phases} phases, volume fractions {_fmt(stats.get('volume_fraction'))}")
+    typer.echo(
+        f"VAE: {steps.get('vae', 0)} steps, final loss {vae_l.get('loss', float('nan')):.4f} "
+        f"(CE {vae_l.get('ce', float('nan')):.4f}, KL {vae_l.get('kl', float('nan')):.4f}); "
+        f"held-out accuracy per phase {_fmt(vr.get('accuracy'))}, pixel accuracy {vr.get('pixel_accuracy', float('nan')):.4f}, "
+        f"S2 error {_fmt(vr.get('s2_error'))}"
+    )
+    typer.echo(f"LDM: {steps.get('ldm', 0)} steps, final loss {ldm_l.get('loss', float('nan')):.4f}")
+    typer.echo(
+        f"time: VAE {times.get('vae', 0):.0f} s, statistics {times.get('stats', 0):.0f} s, "
+        f"LDM {times.get('ldm', 0):.0f} s, total {times.get('total', 0):.0f} s on {rep.get('device', '?')}"
+        + (f" x {rep['world_size']} processes" if rep.get("world_size", 1) > 1 else "")
+    )

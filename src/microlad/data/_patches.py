@@ -1,0 +1,208 @@
+"""Random square training patches from 2D label images and 2D slices of 3D volumes."""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from microlad.data._encoding import N_DIHEDRAL, dihedral_batch, onehot
+from microlad.errors import InputError, ShapeError
+
+__all__ = ["LabelImages", "PatchSampler", "as_label_images"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelImages:
+    """Validated training inputs: label arrays that share one phase count.
+
+    Attributes
+    ----------
+    arrays
+        uint8 label arrays, each (Y, X) or (Z, Y, X), values 0..n_phases-1.
+    n_phases
+        Number of phases P shared by all inputs.
+    grey_values
+        Grey value of each phase in the source files (from :func:`microlad.io.read_image`),
+        or ``None`` when the inputs were plain arrays.
+    names
+        A printable name per input (file path or ``"array 0"``), used in messages.
+    """
+
+    arrays: tuple[np.ndarray, ...]
+    n_phases: int
+    grey_values: tuple[float, ...] | None
+    names: tuple[str, ...]
+
+    def fingerprint(self) -> str:
+        """sha256 over shapes and label bytes: identifies the training inputs in checkpoints."""
+        h = hashlib.sha256()
+        for a in self.arrays:
+            h.update(repr(a.shape).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
+    def phase_fractions(self) -> np.ndarray:
+        """Pixel-weighted fraction of each phase over all inputs, shape (P,)."""
+        counts = np.zeros(self.n_phases, dtype=np.float64)
+        for a in self.arrays:
+            counts += np.bincount(a.ravel(), minlength=self.n_phases)[: self.n_phases]
+        return counts / counts.sum()
+
+
+def as_label_images(images: Any) -> LabelImages:
+    """Validate training inputs and bring them to uint8 label arrays.
+
+    ``images`` is one array / :class:`~microlad.io.Segmented`, or a sequence of them.
+    Arrays hold integer phases 0..P-1 in (Y, X) or (Z, Y, X). The phase count of an input
+    is ``len(grey_values)`` for a Segmented and ``max + 1`` for an array; it must be the
+    same for every input (:class:`InputError` otherwise).
+    """
+    if isinstance(images, (np.ndarray, torch.Tensor)) or hasattr(images, "labels"):
+        items = [images]
+    else:
+        try:
+            items = list(images)
+        except TypeError:
+            raise InputError(f"expected a label array or a list of them, got {type(images).__name__}") from None
+    if not items:
+        raise InputError("no training images given; pass at least one segmented 2D image or 3D volume")
+
+    arrays: list[np.ndarray] = []
+    names: list[str] = []
+    counts: list[int] = []
+    greys: list[tuple[float, ...] | None] = []
+    for i, item in enumerate(items):
+        grey = None
+        name = f"array {i}"
+        if hasattr(item, "labels"):
+            grey = tuple(float(g) for g in item.grey_values) if getattr(item, "grey_values", None) is not None else None
+            if getattr(item, "source", None):
+                name = str(item.source)
+            arr = item.labels
+        else:
+            arr = item
+        arr = arr.detach().cpu().numpy() if isinstance(arr, torch.Tensor) else np.asarray(arr)
+        arr = np.squeeze(arr)
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"{name}: expected integer phase labels, got dtype {arr.dtype}; segment it first (microlad.io.read_image does)")
+        if arr.ndim not in (2, 3):
+            raise ShapeError(f"{name}: expected a 2D image (Y, X) or 3D volume (Z, Y, X), got shape {arr.shape}")
+        if arr.size == 0:
+            raise ShapeError(f"{name}: empty array of shape {arr.shape}")
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi > 255:
+            raise InputError(f"{name}: labels span {lo}..{hi}; expected phases 0..P-1 (P <= 256)")
+        n = len(grey) if grey is not None else hi + 1
+        if hi >= n:
+            raise InputError(f"{name}: label {hi} exceeds its {n} grey values")
+        arrays.append(np.ascontiguousarray(arr, dtype=np.uint8))
+        names.append(name)
+        counts.append(n)
+        greys.append(grey)
+
+    if len(set(counts)) > 1:
+        desc = ", ".join(f"{nm}: {c}" for nm, c in zip(names, counts))
+        raise InputError(f"inputs have different phase counts ({desc}); segment all images into the same phases")
+    n_phases = counts[0]
+    if n_phases < 2:
+        raise InputError(f"{names[0]}: only one phase found; training needs at least two phases")
+    known = [g for g in greys if g is not None]
+    if known and any(g != known[0] for g in known):
+        log.warning("inputs have different grey values per phase (%s); using %s", known, known[0])
+    for nm, a in zip(names, arrays):
+        present = np.bincount(a.ravel(), minlength=n_phases)
+        missing = [p for p in range(n_phases) if present[p] == 0]
+        if missing:
+            log.warning("%s: phase(s) %s do not occur", nm, missing)
+    return LabelImages(tuple(arrays), n_phases, known[0] if known else None, tuple(names))
+
+
+class PatchSampler:
+    """Draws random square label patches (optionally augmented by D4) from training inputs.
+
+    2D inputs contribute patches from the image itself; 3D volumes contribute patches from
+    2D slices along all three axes (axes whose slices are smaller than the patch are
+    skipped with a warning). A patch source (image, or volume + axis) is picked with
+    probability proportional to its number of pixels (slices × slice area), then a slice
+    and an offset uniformly. With ``augment=True`` (default) each patch gets one of the
+    eight dihedral symmetries uniformly at random; turn it off for anisotropic materials.
+
+    Sampling is vectorised (one gather per source and one transform per symmetry) and
+    reproducible: every random number comes from the ``torch.Generator`` passed in, and
+    each call draws the same amount of random numbers for a given ``n``.
+
+    Parameters
+    ----------
+    images
+        Anything :func:`as_label_images` accepts, or a :class:`LabelImages`.
+    patch
+        Side of the square patches in pixels.
+    augment
+        Apply random dihedral symmetries.
+    """
+
+    def __init__(self, images: Any, *, patch: int = 64, augment: bool = True) -> None:
+        self.images = images if isinstance(images, LabelImages) else as_label_images(images)
+        if patch < 1:
+            raise InputError(f"patch size must be positive, got {patch}")
+        self.patch = int(patch)
+        self.augment = bool(augment)
+        self.n_phases = self.images.n_phases
+        self._sources: list[np.ndarray] = []  # each a (n_slices, h-p+1, w-p+1, p, p) window view
+        weights: list[float] = []
+        self.descriptions: list[str] = []
+        for name, arr in zip(self.images.names, self.images.arrays):
+            if arr.ndim == 2:
+                if min(arr.shape) < patch:
+                    raise ShapeError(f"{name}: image {arr.shape[0]}x{arr.shape[1]} is smaller than the patch size {patch}; use a smaller --patch or a larger image")
+                planes = [arr[None]]
+                self.descriptions.append(name)
+            else:
+                planes = []
+                for axis in range(3):
+                    if min(s for a, s in enumerate(arr.shape) if a != axis) >= patch:
+                        planes.append(np.moveaxis(arr, axis, 0))
+                        self.descriptions.append(f"{name} (slices normal to axis {axis})")
+                if not planes:
+                    raise ShapeError(f"{name}: no slice of volume {arr.shape} holds a {patch}x{patch} patch; use a smaller --patch")
+                if len(planes) < 3:
+                    log.warning("%s: slices along %d of 3 axes are smaller than the patch %d and are not used", name, 3 - len(planes), patch)
+            for plane in planes:
+                # zero-copy view of every patch position: [slice, y0, x0] -> (p, p) patch
+                self._sources.append(np.lib.stride_tricks.sliding_window_view(plane, (patch, patch), axis=(1, 2)))
+                weights.append(float(arr.size))
+        w = torch.tensor(weights, dtype=torch.float64)
+        self._weights = w / w.sum()
+        self._dims = torch.tensor([s.shape[:3] for s in self._sources], dtype=torch.float64)
+
+    def __repr__(self) -> str:
+        return f"PatchSampler({len(self._sources)} sources, patch={self.patch}, n_phases={self.n_phases}, augment={self.augment})"
+
+    def sample_labels(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` random label patches, uint8 tensor (n, patch, patch)."""
+        src = torch.multinomial(self._weights, n, replacement=True, generator=generator)
+        u = torch.rand((n, 3), generator=generator, dtype=torch.float64)
+        ks = torch.randint(0, N_DIHEDRAL, (n,), generator=generator).numpy()
+        # slice index, y0, x0 = floor(u * count); the clamp guards u * count rounding up to count
+        dims = self._dims[src]
+        idx = torch.minimum((u * dims).long(), dims.long() - 1).numpy()
+        src = src.numpy()
+        out = np.empty((n, self.patch, self.patch), dtype=np.uint8)
+        for j in np.unique(src):  # one vectorised gather per source
+            sel = np.nonzero(src == j)[0]
+            out[sel] = self._sources[j][idx[sel, 0], idx[sel, 1], idx[sel, 2]]
+        if self.augment:
+            out = dihedral_batch(out, ks)
+        return torch.from_numpy(out)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` random one-hot patches, float32 tensor (n, P, patch, patch)."""
+        return onehot(self.sample_labels(n, generator), self.n_phases, dim=1)

@@ -1,0 +1,33 @@
+"""Training: stage 1 categorical VAE, stage 2 latent DDPM, checkpoints and resume, torchrun/DDP.
+
+>>> from microlad.training import train          # doctest: +SKIP
+>>> model = train(labels, "runs/sofc", vae_steps=1500, ldm_steps=3000)  # doctest: +SKIP
+
+Checkpoints are ``train_state.safetensors`` + ``train_state.json`` beside the model files
+(no pickle); see :mod:`microlad.training._checkpoint` for the layout.
+"""
+from microlad.training._checkpoint import STATE_JSON, STATE_TENSORS, load_train_state
+from microlad.training._loop import train
+from microlad.training._options import (
+    DEFAULT_BATCH,
+    DEFAULT_CHECKPOINT_EVERY,
+    DEFAULT_LDM_STEPS,
+    DEFAULT_PATCH,
+    DEFAULT_VAE_STEPS,
+    TrainOptions,
+    lr_at,
+)
+
+__all__ = [
+    "train",
+    "TrainOptions",
+    "lr_at",
+    "load_train_state",
+    "STATE_JSON",
+    "STATE_TENSORS",
+    "DEFAULT_PATCH",
+    "DEFAULT_VAE_STEPS",
+    "DEFAULT_LDM_STEPS",
+    "DEFAULT_BATCH",
+    "DEFAULT_CHECKPOINT_EVERY",
+]

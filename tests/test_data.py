@@ -1,0 +1,157 @@
+"""microlad.data: patches, one-hot encoding, dihedral augmentation, input validation."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from microlad.data import (
+    PatchSampler,
+    as_label_images,
+    dihedral,
+    dihedral_batch,
+    dihedral_inverse,
+    from_onehot,
+    onehot,
+)
+from microlad.errors import InputError, ShapeError
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _asym(n: int = 8, phases: int = 3, seed: int = 0) -> np.ndarray:
+    """A random patch: no dihedral symmetry with overwhelming probability."""
+    return np.random.default_rng(seed).integers(0, phases, (n, n)).astype(np.uint8)
+
+
+def test_patch_shapes_2d():
+    img = _asym(40, 3)
+    s = PatchSampler(img, patch=16)
+    x = s.sample(5, _gen())
+    assert x.shape == (5, 3, 16, 16) and x.dtype == torch.float32
+    assert torch.all(x.sum(1) == 1)
+    lab = s.sample_labels(7, _gen())
+    assert lab.shape == (7, 16, 16) and lab.dtype == torch.uint8
+
+
+def test_patch_shapes_3d_volume_uses_all_axes():
+    vol = np.random.default_rng(1).integers(0, 2, (20, 24, 28)).astype(np.uint8)
+    s = PatchSampler(vol, patch=16)
+    assert len(s.descriptions) == 3 and "axis 2" in s.descriptions[2]
+    assert s.sample(9, _gen()).shape == (9, 2, 16, 16)
+
+
+def test_3d_volume_thin_axis_skipped_with_warning(caplog):
+    vol = np.random.default_rng(1).integers(0, 2, (4, 32, 32)).astype(np.uint8)
+    with caplog.at_level(logging.WARNING):
+        s = PatchSampler(vol, patch=16)
+    assert len(s.descriptions) == 1 and "2 of 3 axes" in caplog.text
+    assert s.sample(3, _gen()).shape == (3, 2, 16, 16)
+
+
+def test_patches_are_crops_of_the_image():
+    img = np.arange(30 * 30).reshape(30, 30) % 7
+    s = PatchSampler(img.astype(np.uint8), patch=10, augment=False)
+    for lab in s.sample_labels(20, _gen(3)).numpy():
+        hits = [(y, x) for y in range(21) for x in range(21) if np.array_equal(img[y:y + 10, x:x + 10], lab)]
+        assert hits
+
+
+def test_sampling_is_reproducible_and_seed_dependent():
+    s = PatchSampler(_asym(64, 2), patch=16)
+    a, b, c = s.sample(8, _gen(1)), s.sample(8, _gen(1)), s.sample(8, _gen(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_onehot_round_trip():
+    lab = _asym(12, 4)
+    x = onehot(lab, 4)
+    assert x.shape == (4, 12, 12) and torch.all(x.sum(0) == 1)
+    assert np.array_equal(from_onehot(x).numpy(), lab)
+    batch = torch.from_numpy(np.stack([lab, lab[::-1].copy()]))
+    xb = onehot(batch, 4)
+    assert xb.shape == (2, 4, 12, 12)
+    assert torch.equal(from_onehot(xb), batch)
+    vol = np.stack([lab] * 3)
+    assert onehot(vol, 4, dim=0).shape == (4, 3, 12, 12)
+    assert torch.equal(onehot(torch.from_numpy(lab), 4), x)  # torch and numpy paths agree
+
+
+def test_onehot_rejects_bad_labels():
+    with pytest.raises(InputError, match="labels span"):
+        onehot(np.array([[0, 3]]), 3)
+    with pytest.raises(InputError, match="integer"):
+        onehot(np.zeros((2, 2)), 2)
+
+
+def test_dihedral_gives_eight_distinct_transforms_and_inverts():
+    p = _asym(8, 3)
+    outs = [dihedral(p, k) for k in range(8)]
+    assert len({o.tobytes() for o in map(np.ascontiguousarray, outs)}) == 8
+    for k in range(8):
+        assert np.array_equal(dihedral_inverse(dihedral(p, k), k), p)
+        t = torch.from_numpy(p)
+        assert np.array_equal(dihedral(t, k).numpy(), outs[k])  # torch and numpy agree
+
+
+def test_dihedral_preserves_phase_fractions():
+    x = torch.from_numpy(np.stack([_asym(16, 3, seed=s) for s in range(16)]))
+    ks = torch.arange(16) % 8
+    y = dihedral_batch(x, ks)
+    for p in range(3):
+        assert torch.equal((x == p).sum((1, 2)), (y == p).sum((1, 2)))
+    for i in range(16):
+        assert torch.equal(y[i], dihedral(x[i], int(ks[i])))
+
+
+def test_sampler_augmentation_produces_all_eight_symmetries():
+    img = _asym(16, 3)  # image == patch: only the symmetry varies
+    aug = PatchSampler(img, patch=16).sample_labels(200, _gen())
+    seen = {p.numpy().tobytes() for p in aug}
+    assert seen == {np.ascontiguousarray(dihedral(img, k)).tobytes() for k in range(8)}
+    plain = PatchSampler(img, patch=16, augment=False).sample_labels(20, _gen())
+    assert all(torch.equal(p, torch.from_numpy(img)) for p in plain)
+    vf = [(aug == p).float().mean().item() for p in range(3)]
+    assert np.allclose(vf, [(img == p).mean() for p in range(3)])
+
+
+def test_phase_count_mismatch_is_one_line_input_error():
+    a = _asym(32, 2)
+    b = _asym(32, 3)
+    with pytest.raises(InputError) as exc:
+        as_label_images([a, b])
+    msg = str(exc.value)
+    assert "different phase counts" in msg and "\n" not in msg
+
+
+def test_image_smaller_than_patch():
+    with pytest.raises(ShapeError, match="smaller than the patch size 64"):
+        PatchSampler(_asym(40, 2), patch=64)
+    with pytest.raises(ShapeError, match="no slice"):
+        PatchSampler(np.zeros((10, 10, 10), np.uint8) + np.eye(10, dtype=np.uint8), patch=16)
+
+
+def test_input_validation():
+    with pytest.raises(InputError, match="integer phase labels"):
+        as_label_images(np.random.rand(32, 32))
+    with pytest.raises(InputError, match="only one phase"):
+        as_label_images(np.zeros((32, 32), np.uint8))
+    with pytest.raises(ShapeError):
+        as_label_images(np.zeros((2, 2, 2, 2), np.uint8))
+    with pytest.raises(InputError, match="no training images"):
+        as_label_images([])
+    imgs = as_label_images([np.eye(8, dtype=bool), np.eye(8, dtype=np.int64)])
+    assert imgs.n_phases == 2 and all(a.dtype == np.uint8 for a in imgs.arrays)
+    assert np.allclose(imgs.phase_fractions(), [56 / 64, 8 / 64])
+
+
+def test_segmented_inputs_use_grey_values():
+    from microlad.io import map_phases
+
+    seg = map_phases(np.where(np.eye(32, dtype=bool), 255, 0).astype(np.uint8), source="eye.png")
+    imgs = as_label_images(seg)
+    assert imgs.n_phases == 2 and imgs.grey_values == (0.0, 255.0) and imgs.names == ("eye.png",)

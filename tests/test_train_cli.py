@@ -1,0 +1,82 @@
+"""``microlad train`` command: exit codes, files written, summary and one-line errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from microlad.cli import main
+from microlad.synthetic import random_field_labels
+
+TINY = {
+    "vae_config": dict(latent_channels=2, base_channels=8, channel_multipliers=[1, 2], downsample_factor=2, norm_groups=4),
+    "unet_config": dict(base_channels=8, channel_multipliers=[1, 2], attention=False, norm_groups=4),
+    "options": dict(latent_bank=64, stats_patches=16, heldout_patches=16, log_every=10, warmup_steps=2),
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def files(tmp_path):
+    img = random_field_labels((48, 48), fractions=(0.5, 0.5), correlation_length=2.0, seed=0)
+    np.save(tmp_path / "a.npy", img * 255)  # grey values 0 / 255
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    return tmp_path
+
+
+def _run(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+def _train_args(files, out, *extra):
+    return ["train", files / "a.npy", "--out", out, "--config", files / "tiny.json", "--patch", "16",
+            "--vae-steps", "10", "--ldm-steps", "10", "--batch", "4", "--no-progress", *extra]
+
+
+def test_cli_train_writes_model_and_prints_summary(files, capsys):
+    out = files / "model"
+    code, stdout, _ = _run(_train_args(files, out), capsys)
+    assert code in (0, None)
+    assert {p.name for p in out.iterdir()} == {"config.json", "vae.safetensors", "unet_ema.safetensors",
+                                               "train_state.safetensors", "train_state.json"}
+    assert not [p for p in files.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".pickle")]
+    for key in ("model:", "VAE: 10 steps", "accuracy", "LDM: 10 steps", "time:"):
+        assert key in stdout
+    from microlad.pipeline import load_model
+
+    model = load_model(out)
+    assert model.grey_values == (0.0, 255.0) and model.patch_size == 16
+    # a second run into the same directory needs --resume or --overwrite
+    code, _, err = _run(_train_args(files, out), capsys)
+    assert code == 2 and err.startswith("error: ") and "not empty" in err and err.count("\n") == 1
+    code, stdout, _ = _run(_train_args(files, out, "--resume"), capsys)  # already complete: loads
+    assert code in (0, None) and "VAE: 10 steps" in stdout
+
+
+def test_cli_bad_inputs_are_one_line_errors(files, capsys):
+    np.save(files / "grey.npy", np.linspace(0, 1, 48 * 48).reshape(48, 48))
+    np.save(files / "three.npy", np.random.default_rng(0).integers(0, 3, (48, 48)))
+    cases = [
+        (["train", files / "grey.npy", "--out", files / "o1"], "grey values"),
+        (["train", files / "a.npy", files / "three.npy", "--out", files / "o2"], "different phase counts"),
+        (["train", files / "missing.npy", "--out", files / "o3"], "no such file"),
+        (["train", files / "a.npy", "--out", files / "o4", "--patch", "64"], "smaller than the patch"),
+        (["train", files / "a.npy", "--out", files / "o5", "--device", "nonsense"], "device"),
+    ]
+    for args, expected in cases:
+        code, _, err = _run(args, capsys)
+        assert code == 2, args
+        assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+    assert not any((files / f"o{i}").exists() for i in range(1, 6))

@@ -1,0 +1,203 @@
+"""microlad.training with tiny models: losses, determinism, checkpoints, resume, errors."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from microlad.errors import CheckpointError, InputError, OutputExistsError
+from microlad.models import UNetConfig, VAEConfig
+from microlad.synthetic import random_field_labels
+from microlad.training import TrainOptions, lr_at, train
+from microlad.training import _loop
+from microlad.training._checkpoint import flatten_optimizer, unflatten_optimizer
+
+TINY_VAE = dict(latent_channels=2, base_channels=8, channel_multipliers=(1, 2), downsample_factor=2, norm_groups=4)
+TINY_UNET = dict(in_channels=2, base_channels=8, channel_multipliers=(1, 2), attention=False, norm_groups=4)
+TINY_OPTS = dict(latent_bank=128, stats_patches=32, heldout_patches=16, log_every=10, warmup_steps=5)
+
+
+def tiny(**kw):
+    """Keyword arguments of a tiny, fast training run (patch 16, 2 phases)."""
+    args = dict(
+        patch=16, vae_steps=20, ldm_steps=20, batch=4, progress=False, checkpoint_every=10,
+        vae_config=VAEConfig(n_phases=2, **TINY_VAE), unet_config=UNetConfig(**TINY_UNET),
+        options=TrainOptions(**TINY_OPTS),
+    )
+    args.update(kw)
+    return args
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and reproducibly) on one thread, even on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return random_field_labels((48, 48), fractions=(0.4, 0.6), correlation_length=2.0, seed=3)
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return {**{f"vae/{k}": v for k, v in load_file(out / "vae.safetensors").items()},
+            **{f"unet/{k}": v for k, v in load_file(out / "unet_ema.safetensors").items()}}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _losses(text: str, stage: str) -> list[float]:
+    return [float(m) for m in re.findall(rf"^{stage} step \d+/\d+ +loss ([0-9.e+-]+)", text, flags=re.M)]
+
+
+def test_losses_decrease_on_two_phase_pattern(tmp_path, caplog):
+    img = random_field_labels((64, 64), fractions=(0.5, 0.5), correlation_length=3.0, seed=0)
+    opts = TrainOptions(**{**TINY_OPTS, "vae_lr": 3e-3, "ldm_lr": 2e-3})
+    with caplog.at_level(logging.INFO, logger="microlad.training"):
+        model = train(img, tmp_path / "m", **tiny(vae_steps=100, ldm_steps=60, batch=8, options=opts))
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    vae, ldm = _losses(text, "vae"), _losses(text, "ldm")
+    assert len(vae) == 10 and len(ldm) == 6
+    assert vae[-1] < 0.6 * vae[0]
+    assert ldm[-1] < ldm[0]
+    rep = model.training_stats["report"]
+    assert rep["vae_reconstruction"]["pixel_accuracy"] > 0.8
+    assert rep["steps"] == {"vae": 100, "ldm": 60}
+
+
+def test_same_seed_same_weights_different_seed_differs(tmp_path, image):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(image, tmp_path / name, seed=seed, **tiny())
+    a, b, c = (_weights(tmp_path / n) for n in "abc")
+    assert _same(a, b)
+    assert not _same(a, c)
+
+
+def test_model_directory_stats_and_no_pickle(tmp_path, image):
+    out = tmp_path / "m"
+    model = train([image, image[::-1].copy()], out, **tiny())
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "vae.safetensors", "unet_ema.safetensors", "train_state.safetensors", "train_state.json"} <= names
+    assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".pickle")]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    state = json.loads((out / "train_state.json").read_text())
+    assert state["format"] == "microlad-train-state" and state["stage"] == "done"
+    assert (state["vae_step"], state["ldm_step"]) == (20, 20)
+    st = model.training_stats
+    assert len(st["volume_fraction"]) == 2 and abs(sum(st["volume_fraction"]) - 1) < 1e-9
+    assert np.array(st["s2_radial_mean"]).shape == (2, 9) and np.array(st["s2_radial_std"]).shape == (2, 9)
+    assert np.allclose(np.array(st["s2_radial_mean"])[:, 0], st["volume_fraction"])  # S2(0) = VF
+    assert len(st["specific_surface_area"]) == 2 and min(st["specific_surface_area"]) > 0
+    rep = st["report"]
+    assert len(rep["vae_reconstruction"]["accuracy"]) == 2 and len(rep["vae_reconstruction"]["s2_error"]) == 2
+    assert set(rep["final_losses"]) == {"vae", "ldm"} and {"vae", "stats", "ldm", "total"} <= set(rep["time_s"])
+    scale = model.vae.latent_scale
+    assert torch.all(scale > 0) and not torch.all(scale == 1)  # measured latent statistics stored
+    from microlad.pipeline import load_model
+
+    loaded = load_model(out)
+    assert torch.equal(loaded.vae.latent_shift, model.vae.latent_shift)
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, image, monkeypatch):
+    train(image, tmp_path / "ref", **tiny(vae_steps=20, ldm_steps=30))
+    real = _loop.lr_at
+    calls = {"n": 0}
+
+    def failing(step, total, peak, opts):  # crash during stage 2, after its first checkpoint
+        calls["n"] += 1
+        if calls["n"] == 20 + 15:
+            raise RuntimeError("simulated crash")
+        return real(step, total, peak, opts)
+
+    monkeypatch.setattr(_loop, "lr_at", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train(image, tmp_path / "run", **tiny(vae_steps=20, ldm_steps=30))
+    monkeypatch.setattr(_loop, "lr_at", real)
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert (state["stage"], state["ldm_step"]) == ("ldm", 10)
+    model = train(image, tmp_path / "run", resume=True, **tiny(vae_steps=None, ldm_steps=None))
+    assert model.training_stats["report"]["steps"] == {"vae": 20, "ldm": 30}
+    assert _same(_weights(tmp_path / "ref"), _weights(tmp_path / "run"))
+
+
+def test_resume_of_finished_run_and_conflicting_arguments(tmp_path, image):
+    out = tmp_path / "m"
+    first = train(image, out, **tiny())
+    again = train(image, out, resume=True, **tiny())
+    assert torch.equal(again.vae.latent_scale, first.vae.latent_scale)
+    with pytest.raises(InputError, match="--vae-steps 99 differs"):
+        train(image, out, resume=True, **tiny(vae_steps=99))
+    with pytest.raises(InputError, match="images differ"):
+        train(1 - image, out, resume=True, **tiny())
+
+
+def test_refuses_non_empty_out_dir_unless_overwrite(tmp_path, image):
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="not empty"):
+        train(image, out, **tiny())
+    with pytest.raises(CheckpointError, match="no training checkpoint"):
+        train(image, out, resume=True, **tiny())
+    train(image, out, overwrite=True, **tiny())
+    assert (out / "notes.txt").read_text() == "mine" and (out / "vae.safetensors").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "foreign", "json"])
+def test_damaged_checkpoint_is_one_line_checkpoint_error(tmp_path, image, damage):
+    out = tmp_path / "m"
+    train(image, out, **tiny(ldm_steps=0))
+    st = out / "train_state.safetensors"
+    if damage == "truncate":
+        data = st.read_bytes()
+        st.write_bytes(data[: len(data) // 2])
+    elif damage == "foreign":
+        save_file({"w": torch.zeros(3)}, str(st))
+    else:
+        (out / "train_state.json").write_text('{"format": "microlad-train')
+    with pytest.raises(CheckpointError) as exc:
+        train(image, out, resume=True, **tiny(ldm_steps=0))
+    assert "\n" not in str(exc.value) and str(st.parent) in str(exc.value)
+
+
+def test_lr_schedule_and_optimizer_state_round_trip():
+    opts = TrainOptions(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, 100, 1.0, opts) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, opts) == pytest.approx(1.0)
+    assert lr_at(99, 100, 1.0, opts) == pytest.approx(0.1, abs=1e-3)
+    assert lr_at(50, 100, 1.0, TrainOptions(lr_schedule="constant", warmup_steps=10)) == 1.0
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters(), lr=0.1)
+    net(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    tensors, meta = flatten_optimizer("opt", opt)
+    json.dumps(meta)  # structure is JSON-able
+    opt2 = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.5)
+    opt2.load_state_dict(unflatten_optimizer("opt", tensors, json.loads(json.dumps(meta))))
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    assert s1["param_groups"] == s2["param_groups"]
+    for i in s1["state"]:
+        for k in s1["state"][i]:
+            assert torch.equal(s1["state"][i][k], s2["state"][i][k])
+
+
+def test_bad_arguments(tmp_path, image):
+    with pytest.raises(InputError, match="multiple of"):
+        train(image, tmp_path / "a", **tiny(patch=14))
+    with pytest.raises(InputError, match="smaller than the patch"):
+        train(image, tmp_path / "b", **tiny(patch=64))
+    with pytest.raises(InputError, match="n_phases"):
+        train(image, tmp_path / "c", **tiny(vae_config=VAEConfig(n_phases=3, **TINY_VAE)))
+    assert not (tmp_path / "a").exists()
