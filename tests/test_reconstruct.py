@@ -140,3 +140,38 @@ def test_periodic_and_ancestral_and_averaged_options_run(tiny_model):
 def test_wrong_shape_is_a_clear_error(tiny_model, bad):
     with pytest.raises(ShapeError, match="shape|multiple"):
         reconstruct(tiny_model, bad, progress=False)
+
+
+def test_match_fractions_hits_the_target_and_moves_only_near_ties():
+    from microlad.reconstruct.decode import match_fractions
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(torch.randn(3, 24, 24, 24, generator=g) * 2, 0)
+    target = torch.tensor([0.5, 0.3, 0.2])
+    out = match_fractions(probs, target)
+    lab = out.argmax(0)
+    frac = torch.bincount(lab.reshape(-1), minlength=3).float() / lab.numel()
+    torch.testing.assert_close(frac, target, atol=1.5e-3, rtol=0)
+    torch.testing.assert_close(out.sum(0), torch.ones(24, 24, 24))
+    # voxels whose phase changed were close calls: their original top-2 margin is small
+    before = probs.argmax(0)
+    changed = lab != before
+    top2 = probs.topk(2, dim=0).values
+    margin = (top2[0] - top2[1])
+    assert changed.any() and margin[changed].mean() < margin[~changed].mean()
+
+
+def test_reconstruct_match_vf(tiny_model):
+    target = [0.5, 0.3, 0.2]
+    free = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False)[0]
+    r = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False, match_vf=target)[0]
+    frac = np.bincount(r.labels.ravel(), minlength=3) / r.labels.size
+    frac_free = np.bincount(free.labels.ravel(), minlength=3) / free.labels.size
+    assert np.abs(frac_free - target).max() > 0.05  # the random model is far off
+    np.testing.assert_allclose(frac, target, atol=3e-3)
+    from microlad.errors import InputError
+
+    with pytest.raises(InputError, match="3 positive numbers"):
+        reconstruct(tiny_model, (16, 16, 16), steps=1, progress=False, match_vf=[0.5, 0.5])
+    with pytest.raises(InputError, match="training volume fractions"):
+        reconstruct(tiny_model, (16, 16, 16), steps=1, progress=False, match_vf=True)

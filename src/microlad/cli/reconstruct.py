@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import typer
@@ -28,6 +28,8 @@ def reconstruct(
     sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ddpm (ancestral)."),
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
+    match_vf: bool = typer.Option(False, "--match-vf", help="Move phase decision thresholds to the training images' volume fractions."),
+    vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase); implies --match-vf."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("reconstructions"), "--out", help="Output folder."),
@@ -63,6 +65,7 @@ def reconstruct(
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
+            match_vf=list(vf) if vf else match_vf,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -70,7 +73,8 @@ def reconstruct(
             "index": i,
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
-                       "average_axes": average_axes, "periodic": periodic, "device": str(device)},
+                       "average_axes": average_axes, "periodic": periodic, "device": str(device),
+                       "match_vf": list(vf) if vf else match_vf},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

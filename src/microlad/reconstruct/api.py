@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from microlad.errors import InputError, ShapeError
-from microlad.reconstruct.decode import decode_volume, refine_volume
+from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
 
 
@@ -53,6 +53,7 @@ def reconstruct(
     refine: int = 2,
     average_axes: bool = False,
     periodic: bool = False,
+    match_vf: bool | Sequence[float] = False,
     return_probabilities: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
@@ -63,6 +64,12 @@ def reconstruct(
     and aspect ratio works (the networks are fully convolutional, slices are padded to
     the U-Net's size multiple). ``memory_budget`` (bytes) caps the activations of one
     batched network call (default 1 GiB), which bounds peak memory for large volumes.
+
+    ``match_vf``: False (default) keeps the model's own phase fractions; True moves the
+    per-phase decision thresholds so the volume has the training images' volume
+    fractions (``model.training_stats["volume_fraction"]``); a sequence gives explicit
+    target fractions. Applied after decoding and again after refinement
+    (:func:`~microlad.reconstruct.decode.match_fractions`).
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -75,6 +82,7 @@ def reconstruct(
         raise InputError(f"refine must be >= 0, got {refine}")
     if sampler not in ("ddim", "ddpm"):
         raise InputError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    target_vf = _target_fractions(model, match_vf)
     device = next(vae.parameters()).device
     latent_shape = (vae.config.latent_channels, dims[0] // f, dims[1] // f, dims[2] // f)
     vae.eval()
@@ -92,8 +100,12 @@ def reconstruct(
         with torch.inference_mode():
             raw = z * vae.latent_scale.view(-1, 1, 1, 1) + vae.latent_shift.view(-1, 1, 1, 1)  # denormalize (C, d, h, w)
             probs = decode_volume(vae, raw, periodic=periodic, memory_budget=memory_budget, progress=progress)
+            if target_vf is not None:
+                probs = match_fractions(probs, target_vf)
         t2 = time.perf_counter()
         probs = refine_volume(vae, probs, refine, periodic=periodic, memory_budget=memory_budget, progress=progress)
+        if target_vf is not None and refine:
+            probs = match_fractions(probs, target_vf)
         t3 = time.perf_counter()
         labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
         results.append(
@@ -105,3 +117,20 @@ def reconstruct(
             )
         )
     return results
+
+
+def _target_fractions(model, match_vf: bool | Sequence[float]) -> torch.Tensor | None:
+    """Target phase fractions for ``match_vf`` (None when not matching)."""
+    if match_vf is False or match_vf is None:
+        return None
+    p = model.vae.config.n_phases
+    if match_vf is True:
+        vf = (getattr(model, "training_stats", None) or {}).get("volume_fraction")
+        if vf is None:
+            raise InputError("match_vf=True needs the training volume fractions, but the model has none stored; pass explicit fractions")
+    else:
+        vf = list(match_vf)
+    t = torch.as_tensor([float(v) for v in vf], dtype=torch.float32)
+    if t.numel() != p or not torch.isfinite(t).all() or (t <= 0).any():
+        raise InputError(f"target volume fractions must be {p} positive numbers, got {list(vf)}")
+    return t / t.sum()

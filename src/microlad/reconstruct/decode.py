@@ -103,3 +103,34 @@ def refine_volume(
         probs = new.div_(3.0)
     bar.close()
     return probs
+
+
+@torch.inference_mode()
+def match_fractions(probs: torch.Tensor, target: torch.Tensor, *, iterations: int = 80, tolerance: float = 1e-3) -> torch.Tensor:
+    """Shift per-phase log-probabilities so the argmax volume has the ``target`` fractions.
+
+    A per-phase bias b (P,) is added to ``log(probs)`` and updated by
+    ``b += log(target) − log(realised)`` until the phase fractions of the argmax match the
+    target (typically the training images' volume fractions). Only the decision
+    thresholds move — voxels change phase only where the phases were nearly tied —
+    so this is a cheap volume-fraction control, not a change of the learned structure.
+    Returns the re-normalised probabilities (P, Z, Y, X).
+    """
+    p = probs.shape[0]
+    target = torch.as_tensor(target, dtype=probs.dtype, device=probs.device).clamp_min(1e-6)
+    target = target / target.sum()
+    logp = probs.clamp_min(1e-12).log()
+    bias = torch.zeros(p, dtype=probs.dtype, device=probs.device)
+    best, best_err = bias.clone(), float("inf")
+    for it in range(iterations):
+        lab = (logp + bias.view(-1, 1, 1, 1)).argmax(0)
+        frac = torch.bincount(lab.reshape(-1), minlength=p).to(probs.dtype) / lab.numel()
+        err = float((frac - target).abs().max())
+        if err < best_err:
+            best, best_err = bias.clone(), err
+        if err < tolerance:
+            break
+        # damped, clipped multiplicative update: robust when a phase is (nearly) absent
+        step = 0.5 * 0.95**it
+        bias = bias + step * (target.log() - frac.clamp_min(1e-4).log()).clamp(-2.0, 2.0)
+    return torch.softmax(logp + best.view(-1, 1, 1, 1), dim=0)
