@@ -19,7 +19,7 @@ from microlad.errors import InputError
 
 
 def reconstruct(
-    model_dir: Path = typer.Argument(..., help="Model directory written by `microlad train`."),
+    model_dir: str = typer.Argument(..., help="Model directory written by `microlad train`, or a bundled model name (e.g. sofc-anode)."),
     shape: Tuple[int, int, int] = typer.Option(..., "--shape", help="Volume size D H W in voxels (multiples of the VAE factor).", show_default=False),
     n: int = typer.Option(1, "-n", "--n", help="Number of volumes."),
     steps: int = typer.Option(50, "--steps", help="Sampler steps (each slices along one axis: z, y, x, z, ...)."),
@@ -39,6 +39,7 @@ def reconstruct(
     """Generate 3D volumes whose slices match the training images' statistics."""
     import torch
 
+    from microlad.bundled import resolve_model
     from microlad.io import write_volume
     from microlad.pipeline import load_model, resolve_device
     from microlad.reconstruct import check_shape
@@ -50,7 +51,7 @@ def reconstruct(
         raise InputError(f"--memory-mb must be at least 16, got {memory_mb}")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     t_load = time.perf_counter()
-    model = load_model(model_dir, device=resolve_device(device))
+    model = load_model(resolve_model(model_dir), device=resolve_device(device))
     t_load = time.perf_counter() - t_load
     dims = check_shape(shape, model.vae.config.downsample_factor)
     mine = [i for i in range(n) if i % world == rank]
@@ -79,8 +80,8 @@ def reconstruct(
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }
         written.append(write_volume(paths[i], rec.labels, grey_values=tuple(model.grey_values), metadata=meta, overwrite=overwrite))
-        vf = meta["volume_fraction"]["total"]
-        typer.echo(f"volume {i:03d} (seed {rec.seed}): {rec.timings['total']:.1f} s, VF " + " ".join(f"{p}:{v:.3f}" for p, v in vf.items()) + f" -> {paths[i]}")
+        got = meta["volume_fraction"]["total"]
+        typer.echo(f"volume {i:03d} (seed {rec.seed}): {rec.timings['total']:.1f} s, VF " + " ".join(f"{p}:{v:.3f}" for p, v in got.items()) + f" -> {paths[i]}")
     typer.echo(f"wrote {len(written)} volume(s) with JSON sidecars to {out}/")
 
 

@@ -1,0 +1,97 @@
+"""`microlad reconstruct` and `microlad demo` end to end with a tiny saved model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cli_helpers import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from microlad.diffusion import DDPMSchedule
+    from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
+    from microlad.pipeline import MicroladModel
+
+    torch.manual_seed(0)
+    vae = CategoricalVAE(VAEConfig(n_phases=2, base_channels=8, norm_groups=4))
+    unet = UNet2D(UNetConfig(in_channels=4, base_channels=16, channel_multipliers=(1, 2), norm_groups=4, attention_heads=2))
+    c = 8
+    stats = {"volume_fraction": [0.6, 0.4], "s2_radial_mean": [[0.6 - 0.2 * r / c for r in range(c + 1)], [0.4 - 0.2 * r / c for r in range(c + 1)]]}
+    m = MicroladModel(vae, unet, DDPMSchedule(), grey_values=[0.0, 255.0], patch_size=16, training_stats=stats)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    m.save(path)
+    return path
+
+
+def test_reconstruct_writes_volumes_with_sidecars(model_dir, tmp_path, capsys):
+    out = tmp_path / "rec"
+    args = ["reconstruct", model_dir, "--shape", "8", "12", "16", "-n", "2", "--steps", "3", "--refine", "1", "--seed", "5", "--out", out, "--no-progress"]
+    res = run_cli(capsys, *args)
+    assert res.exit_code == 0, res.stderr
+    assert "wrote 2 volume(s)" in res.stdout
+    for i in range(2):
+        vol = tifffile.imread(out / f"volume_{i:03d}.tif")
+        assert vol.shape == (8, 12, 16) and vol.dtype == np.uint8 and vol.max() <= 1
+        side = json.loads((out / f"volume_{i:03d}.json").read_text())
+        assert side["seed"] == 5 + i and side["phases"]["1"]["grey_value"] == 255.0
+        assert side["config"]["steps"] == 3 and set(side["volume_fraction"]) == {"total", "z", "y", "x"}
+        assert side["timings_s"]["total"] > 0
+    again = run_cli(capsys, *args)
+    assert_one_line_error(again, "already exists")
+    # same seed, same machine: identical volume
+    run_cli(capsys, *args[:-3], "--out", tmp_path / "rec2", "--no-progress")
+    np.testing.assert_array_equal(tifffile.imread(out / "volume_001.tif"), tifffile.imread(tmp_path / "rec2" / "volume_001.tif"))
+
+
+def test_reconstruct_shards_across_ranks(model_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "rec"
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        res = run_cli(capsys, "reconstruct", model_dir, "--shape", "8", "8", "8", "-n", "3", "--steps", "2", "--refine", "0", "--out", out, "--no-progress")
+        assert res.exit_code == 0, res.stderr
+    seeds = sorted(json.loads(p.read_text())["seed"] for p in out.glob("volume_*.json"))
+    assert sorted(p.name for p in out.glob("*.tif")) == ["volume_000.tif", "volume_001.tif", "volume_002.tif"]
+    assert seeds == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--shape", "8", "8", "10"], "multiple of the vae factor"),
+        (["--shape", "8", "8", "8", "-n", "0"], "-n must be"),
+    ],
+)
+def test_reconstruct_bad_input_is_one_line_and_writes_nothing(model_dir, tmp_path, capsys, extra, message):
+    out = tmp_path / "rec"
+    res = run_cli(capsys, "reconstruct", model_dir, *extra, "--out", out, "--no-progress")
+    assert_one_line_error(res, message)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_reconstruct_unknown_model_is_one_line(tmp_path, capsys):
+    res = run_cli(capsys, "reconstruct", tmp_path / "nope", "--shape", "8", "8", "8", "--out", tmp_path / "o")
+    assert_one_line_error(res, "not a bundled model")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("{not json")
+    res = run_cli(capsys, "reconstruct", tmp_path / "bad", "--shape", "8", "8", "8", "--out", tmp_path / "o")
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_demo_with_a_model_writes_volume_report_and_figure(model_dir, tmp_path, capsys):
+    out = tmp_path / "demo"
+    res = run_cli(capsys, "demo", "--model", model_dir, "--size", "16", "--out", out)
+    assert res.exit_code == 0, res.stderr
+    for name in ("volume_000.tif", "volume_000.json", "properties.json", "demo.png"):
+        assert (out / name).is_file(), name
+    rep = json.loads((out / "properties.json").read_text())
+    assert rep["shape"] == [16, 16, 16] and "fidelity" in rep and "tortuosity" in rep["phases"]["0"]
+    # match_vf: the volume has the training volume fractions
+    assert rep["phases"]["0"]["volume_fraction"] == pytest.approx(0.6, abs=0.01)
+    assert "wrote" in res.stdout and str(out) in res.stdout
+    assert_one_line_error(run_cli(capsys, "demo", "--model", model_dir, "--size", "16", "--out", out), "already exists")
