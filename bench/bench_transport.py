@@ -117,8 +117,9 @@ def markdown(m: dict, rows: list[dict], two_d: dict) -> str:
         f"CPU count {m['cpu_count']}, torch {m['torch']}, numpy {m['numpy']}, python {m['python']}; "
         f"TauFactor `Solver(device='cpu')` on {rows[0].get('taufactor', {}).get('threads', '-')} torch thread(s), "
         "ours single-threaded (scipy/pyamg). Berea 400³ corner crops, pore phase (label 0). "
-        "Ours: AMG-PCG, defaults rtol 1e-6 + flux spread 1e-3 ('default') and rtol 1e-4 + flux spread 1e-2 "
-        "('loose', TauFactor's flux criterion). Times are wall seconds.",
+        "Ours: PCG preconditioned by a plain-aggregation AMG W-cycle (binary phase: one conductance), "
+        "defaults rtol 1e-6 + flux spread 1e-3 ('default') and rtol 1e-4 + flux spread 1e-2 "
+        "('loose', TauFactor's flux criterion; what the `microlad properties` report uses). Times are wall seconds.",
         "",
         "| size | axis | tau ours | tau TauFactor | Δtau | ours s (default / loose) | TauFactor s | speed-up (default / loose) | iterations ours / TF | load 1 min |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing
 import warnings
 
 import numpy as np
@@ -227,6 +228,200 @@ def test_solve_field_matches_labels_with_the_same_diffusivities():
     assert a.tortuosity == pytest.approx(D.mean() / a.effective_diffusivity)
     with pytest.raises(InputError):
         solve_field(-D)
+
+
+# ---------------------------------------------------------------- assembly and AMG
+
+
+def _reference_system(D: np.ndarray, axis: int, periodic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Dense ``K``, ``b`` face by face, straight from the definition in ``_operator``."""
+    act = np.flatnonzero(D.ravel() > 0)
+    num = {int(c): k for k, c in enumerate(act)}
+    K, b = np.zeros((act.size, act.size)), np.zeros(act.size)
+    for c in act:
+        i, idx = num[int(c)], np.unravel_index(int(c), D.shape)
+        d = D[idx]
+        for ax in range(D.ndim):
+            nb = list(idx)
+            nb[ax] += 1
+            if nb[ax] == D.shape[ax]:
+                if not (periodic and ax != axis and D.shape[ax] > 1):
+                    continue
+                nb[ax] = 0
+            dn = D[tuple(nb)]
+            if dn > 0:
+                j, g = num[int(np.ravel_multi_index(nb, D.shape))], 2 * d * dn / (d + dn)
+                K[i, i] += g
+                K[j, j] += g
+                K[i, j] -= g
+                K[j, i] -= g
+        if idx[axis] == 0:
+            K[i, i] += 2 * d
+            b[i] += 2 * d
+        if idx[axis] == D.shape[axis] - 1:
+            K[i, i] += 2 * d
+    return K, b
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (2, 3), (1, 6), (4, 2, 3), (1, 4, 4), (3, 1, 2), (2, 2, 2)])
+@pytest.mark.parametrize("soft", [False, True])
+def test_assembled_csr_matches_the_face_by_face_definition(shape, soft):
+    from microlad.physics._operator import assemble
+
+    rng = np.random.default_rng(sum(shape))
+    mask = rng.random(shape) < 0.8
+    D = np.where(mask, rng.uniform(0.1, 1.0, shape) if soft else 1.0, 0.0)
+    for axis in range(len(shape)):
+        for periodic in (False, True):
+            asm = assemble(D, axis, periodic)
+            K_ref, b_ref = _reference_system(D, axis, periodic)
+            assert asm.matrix.has_canonical_format and asm.uniform == (not soft)
+            np.testing.assert_allclose(asm.matrix.toarray(), K_ref, rtol=1e-13, atol=1e-14)
+            np.testing.assert_allclose(asm.rhs, b_ref, rtol=1e-13, atol=0)
+            assert (asm.matrix != asm.matrix.T).nnz == 0  # exactly symmetric
+
+
+def test_amg_flavour_follows_the_coefficients_and_both_reach_the_direct_answer():
+    from microlad.physics import _linsolve
+    from microlad.physics._operator import assemble
+
+    rng = np.random.default_rng(11)
+    labels = (rng.random((26, 26, 26)) < 0.6).astype(np.uint8)
+    for diffusivities, smoothed in [(None, False), ({1: 1.0, 0: 1e-3}, True)]:
+        ref = solve_transport(labels, axis=1, diffusivities=diffusivities, method="direct", rtol=1e-10)
+        res = solve_transport(labels, axis=1, diffusivities=diffusivities, method="amg", rtol=1e-9, flux_rtol=1e-6)
+        assert res.converged and res.residual <= 1e-9 and res.flux_imbalance <= 1e-6
+        assert res.effective_diffusivity == pytest.approx(ref.effective_diffusivity, rel=1e-7)
+        D = np.where(labels == 1, 1.0, 0.0) if diffusivities is None else np.where(labels == 1, 1.0, 1e-3)
+        if diffusivities is None:
+            from microlad.physics._operator import percolating_mask
+
+            D = np.where(percolating_mask(D > 0, 1, False), D, 0.0)
+        K = assemble(D, 1, False).matrix
+        assert _linsolve._amg_preconditioner(K).smoothed is smoothed
+
+
+def test_soft_field_amg_matches_direct():
+    rng = np.random.default_rng(12)
+    D = 10.0 ** rng.uniform(-3, 0, (24, 24, 24))
+    ref = solve_field(D, axis=2, method="direct", rtol=1e-10)
+    res = solve_field(D, axis=2, method="amg", rtol=1e-9)
+    assert res.converged and res.iterations > 1
+    assert res.effective_diffusivity == pytest.approx(ref.effective_diffusivity, rel=1e-7)
+
+
+def test_setup_cache_is_reused_across_axes_and_changes_no_result():
+    from microlad.physics._operator import percolating_mask
+    from microlad.physics._transport import SetupCache, solve_labels
+    from microlad.synthetic import random_field_labels
+
+    vol = random_field_labels((30, 32, 34), fractions=(0.75, 0.25), correlation_length=2, seed=8)
+    masks = [percolating_mask(vol == 0, ax, False) for ax in range(3)]
+    assert all(np.array_equal(masks[0], m) for m in masks)  # one cell set: the setup is shared
+    cache = SetupCache()
+    graphs = []
+    for axis in range(3):
+        shared = solve_labels(vol, phase=0, axis=axis, cache=cache, return_field=True)
+        graphs.append(cache._entry[2])
+        alone = solve_transport(vol, phase=0, axis=axis, return_field=True)
+        assert shared.iterations > 1 and shared.converged
+        assert shared.tortuosity == alone.tortuosity and shared.iterations == alone.iterations
+        np.testing.assert_array_equal(shared.concentration, alone.concentration)  # bit-identical
+    assert graphs[0] is graphs[1] is graphs[2]
+    # another phase (other cells) or periodic faces (other graph): rebuilt, not reused
+    solve_labels(vol, phase=1, axis=0, cache=cache)
+    assert cache._entry[2] is not graphs[2]
+    g1 = cache._entry[2]
+    solve_labels(vol, phase=1, axis=0, cache=cache, periodic=True)
+    assert cache._entry[2] is not g1 and any(cache._entry[2].wraps)
+
+
+# ---------------------------------------------------------------- properties report (transport)
+
+
+def _properties_module():
+    import importlib
+
+    return importlib.import_module("microlad.evaluate.properties")  # the module, not the function
+
+
+def test_report_transport_is_the_same_with_workers_and_uses_the_taufactor_tolerance(monkeypatch, caplog):
+    from microlad.evaluate import properties
+    from microlad.synthetic import random_field_labels
+
+    mod = _properties_module()
+    monkeypatch.setattr(mod, "_PARALLEL_MIN_VOXELS", 0)  # use the pool even on a small volume
+    vol = random_field_labels((24, 26, 28), fractions=(0.6, 0.4), correlation_length=2, seed=3)
+    serial = properties(vol, workers=1)
+    with caplog.at_level("INFO", logger=mod.__name__):
+        pooled = properties(vol, workers=2)
+    if "fork" in multiprocessing.get_all_start_methods():
+        assert not [r for r in caplog.records if "workers failed" in r.getMessage()]  # the pool ran
+    assert pooled == serial  # bit-identical, whatever process solved what
+    assert serial["transport_tolerance"] == {"rtol": mod.TRANSPORT_RTOL, "flux_rtol": mod.TRANSPORT_FLUX_RTOL}
+    for p in (0, 1):
+        for i, a in enumerate("zyx"):
+            res = solve_transport(vol, phase=p, axis=i, rtol=mod.TRANSPORT_RTOL, flux_rtol=mod.TRANSPORT_FLUX_RTOL)
+            tau = serial["phases"][str(p)]["tortuosity"][a]
+            assert (tau is None and not math.isfinite(res.tortuosity)) or tau == res.tortuosity
+
+
+def test_report_falls_back_to_one_process_when_the_pool_fails(monkeypatch, caplog):
+    from microlad.evaluate import properties
+    from microlad.synthetic import random_field_labels
+
+    mod = _properties_module()
+    vol = random_field_labels((20, 20, 20), fractions=(0.5, 0.5), correlation_length=2, seed=4)
+    serial = properties(vol, workers=1)
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise OSError("no fork today")
+
+    monkeypatch.setattr(mod, "_PARALLEL_MIN_VOXELS", 0)
+    monkeypatch.setattr(mod, "ProcessPoolExecutor", Broken)
+    with caplog.at_level("INFO", logger=mod.__name__):
+        assert properties(vol, workers=2) == serial
+    if "fork" in multiprocessing.get_all_start_methods():
+        assert any("no fork today" in r.getMessage() for r in caplog.records)
+    with pytest.raises(InputError):
+        properties(vol, workers=0)
+
+
+def test_default_workers_drop_to_one_when_the_other_cpus_are_busy(monkeypatch):
+    mod = _properties_module()
+    real_sample = mod._cpu_sample
+    monkeypatch.setattr(mod, "_default_workers", lambda: 2)
+    monkeypatch.setattr(mod.os, "cpu_count", lambda: 2)
+    samples = iter([(100.0, 1000.0)])
+    monkeypatch.setattr(mod, "_cpu_sample", lambda: next(samples))
+    assert mod._auto_workers((90.0, 800.0)) == 1  # 0.1 CPU idle over the window
+    samples = iter([(180.0, 1000.0)])
+    assert mod._auto_workers((90.0, 800.0)) == 2  # 0.9 CPU idle
+    samples = iter([(100.0, 805.0)])
+    assert mod._auto_workers((90.0, 800.0)) == 2  # window too short to tell: the default
+    samples = iter([None])
+    assert mod._auto_workers((90.0, 800.0)) == 2  # no /proc/stat: the default
+    real = real_sample()
+    if real is not None:  # Linux: (idle, total) jiffies, idle <= total
+        assert 0 <= real[0] <= real[1]
+
+
+def test_report_tolerance_keeps_tau_within_0p2_percent_of_the_default_solve():
+    from microlad.evaluate import properties
+    from microlad.synthetic import random_field_labels
+
+    vol = random_field_labels((40, 40, 40), fractions=(0.7, 0.3), correlation_length=3, seed=6)
+    rep = properties(vol, workers=1)
+    checked = 0
+    for p in (0, 1):
+        for i, a in enumerate("zyx"):
+            tau = rep["phases"][str(p)]["tortuosity"][a]
+            if tau is not None:
+                ref = solve_transport(vol, phase=p, axis=i)  # rtol 1e-6, flux spread 1e-3
+                assert tau == pytest.approx(ref.tortuosity, rel=2e-3)
+                checked += 1
+    assert checked >= 4
 
 
 # ---------------------------------------------------------------- differentiable path

@@ -3,8 +3,9 @@
 Finite volumes on the voxel grid, (Z, Y, X) or (Y, X), the same discretisation family as
 TauFactor (cell-centred, harmonic-mean face conductances, Dirichlet faces half a cell from
 the first/last cell centres, no-flux or periodic lateral faces), solved with sparse
-preconditioned conjugate gradients (pyamg smoothed-aggregation AMG, or Jacobi) or a
-direct SuperLU factorisation for small systems.
+preconditioned conjugate gradients (aggregation AMG built from pyamg pieces: plain
+aggregation when all conducting cells share one diffusivity, smoothed aggregation
+otherwise; or Jacobi) or a direct SuperLU factorisation for small systems.
 
 * :func:`solve_transport` - labels (+ optional per-phase diffusivities) ->
   :class:`TransportResult` (``effective_diffusivity = D_eff / D_bulk``,

@@ -32,7 +32,10 @@ from scipy.sparse.csgraph import connected_components
 
 __all__ = [
     "Assembly",
+    "Graph",
     "assemble",
+    "assemble_on",
+    "graph",
     "percolating_mask",
     "dissipation",
     "dissipation_gradient",
@@ -88,6 +91,7 @@ class Assembly:
     axis_faces: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     inlet: tuple[np.ndarray, np.ndarray]
     outlet: tuple[np.ndarray, np.ndarray]
+    uniform: bool = False  # every face conductance equal (all active cells have one D)
 
     def to_grid(self, x: np.ndarray, fill: float = np.nan) -> np.ndarray:
         """Scatter the solution onto the full grid (``fill`` outside the active cells)."""
@@ -122,67 +126,150 @@ class Assembly:
         return float(self.layer_fluxes(x).mean()) * length / area
 
 
-def assemble(D: np.ndarray, axis: int, periodic: bool) -> Assembly:
-    """Assemble ``K c = b`` for the cells with ``D > 0``.
+def _neighbours(idx: np.ndarray, ax: int, step: int, wrap: bool) -> np.ndarray:
+    """Unknown number of the face neighbour at ``step`` (+1 / -1) along ``ax`` of every
+    grid cell (``idx`` on the grid, -1 = inactive); -1 where there is none. ``wrap``
+    joins the first and last layers (periodic lateral faces)."""
+    out = np.full(idx.shape, -1, dtype=idx.dtype)
+    if step > 0:
+        _take(out, ax, slice(None, -1))[...] = _take(idx, ax, slice(1, None))
+        if wrap:
+            _take(out, ax, -1)[...] = _take(idx, ax, 0)
+    else:
+        _take(out, ax, slice(1, None))[...] = _take(idx, ax, slice(None, -1))
+        if wrap:
+            _take(out, ax, 0)[...] = _take(idx, ax, -1)
+    return out
 
-    ``D`` is float64 on the grid with 0 on inactive cells; the caller removes cells that
-    do not percolate (see :func:`percolating_mask`) so that ``K`` is non-singular. Work
-    and memory scale with the number of active cells (gathers on the active list).
+
+@dataclass(frozen=True)
+class Graph:
+    """The axis-independent part of a transport problem: the active cells and the graph
+    Laplacian ``L`` of their face conductances (``-g`` off the diagonal, the sum of the
+    cell's ``g`` on it: zero row sums). Every transport axis with the same active cells
+    and wrap-around faces has ``K = L + diag(Dirichlet conductances)``."""
+
+    shape: tuple[int, ...]
+    wraps: tuple[bool, ...]  # per grid axis: periodic wrap-around faces
+    pos: np.ndarray  # flat grid position of each unknown, (n,)
+    dp: np.ndarray  # D of each unknown, (n,)
+    laplacian: sp.csr_matrix  # L, canonical CSR
+    diag_pos: np.ndarray  # index into laplacian.data of each row's diagonal entry
+    faces: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # unwrapped axis -> (i, j = +1 neighbour, g)
+    uniform: bool  # every face conductance equal (all active cells have one D)
+
+
+def wrap_flags(shape: tuple[int, ...], axis: int, periodic: bool) -> tuple[bool, ...]:
+    return tuple(_wraps(shape, ax, axis, periodic) for ax in range(len(shape)))
+
+
+def graph(D: np.ndarray, wraps: tuple[bool, ...]) -> Graph:
+    """The :class:`Graph` of the cells with ``D > 0`` (``D`` float64 on the grid).
+
+    ``L`` is built directly in CSR form: one row of ``2 ndim + 1`` slots per unknown
+    (neighbours at -1 along axis 0, 1, ..., the cell itself, neighbours at +1 along
+    ..., 1, 0), empty slots dropped. Without wrap-around faces the slots are in
+    ascending column order, so the matrix is canonical as built (sorted, no
+    duplicates); with wrap-around faces it is sorted and duplicates (a wrapped axis of
+    length 2, where the +1 and the wrap neighbour coincide) are summed. Work and memory
+    scale with the grid size (a few whole-grid integer arrays) and the active cells.
     """
     shape = tuple(D.shape)
-    flat = D.ravel()
+    ndim = len(shape)
+    flat = np.ascontiguousarray(D, dtype=np.float64).ravel()
     pos = np.flatnonzero(flat > 0)
     n = pos.size
     itype = np.int32 if D.size < 2**31 - 1 else np.int64
     idx = np.full(D.size, -1, dtype=itype)
     idx[pos] = np.arange(n, dtype=itype)
-    coords = np.unravel_index(pos, shape)
+    grid = idx.reshape(shape)
     dp = flat[pos]
-    strides = [int(np.prod(shape[ax + 1 :])) for ax in range(len(shape))]
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    gs: list[np.ndarray] = []
-    axis_faces = None
-    for ax in range(len(shape)):
-        last = coords[ax] == shape[ax] - 1
-        links = [(np.flatnonzero(~last), strides[ax])]  # +1 neighbour along ax
-        if _wraps(shape, ax, axis, periodic):
-            links.append((np.flatnonzero(last), -(shape[ax] - 1) * strides[ax]))  # wrap face
-        for k, (src, step) in enumerate(links):
-            j = idx[pos[src] + step]
-            ok = j >= 0
-            i, j = src[ok].astype(itype), j[ok]
-            g = harmonic(dp[i], dp[j])
-            rows.append(i)
-            cols.append(j)
-            gs.append(g)
-            if ax == axis and k == 0:
-                axis_faces = (i, j, g, coords[ax][i])
+
+    # one conductance for all faces when every active cell has the same D (binary labels)
+    uniform = bool(n > 0 and dp.min() == dp.max())
+    g_uniform = float(harmonic(dp[:1], dp[:1])[0]) if uniform else 0.0
+    slots = [(ax, -1) for ax in range(ndim)] + [None] + [(ax, 1) for ax in reversed(range(ndim))]
+    width = len(slots)
+    cols = np.empty((n, width), dtype=itype)
+    vals = np.empty((n, width), dtype=np.float64)
+    keep = np.empty((n, width), dtype=bool)
+    count = np.ones(n, dtype=np.int64)  # entries per row (the diagonal included)
+    before = np.zeros(n, dtype=np.int64)  # entries left of the diagonal (no wraps: sorted)
     diag = np.zeros(n, dtype=np.float64)
-    for i, j, g in zip(rows, cols, gs):
-        diag += np.bincount(i, g, n) + np.bincount(j, g, n)
+    faces: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    centre = ndim
+    for s, slot in enumerate(slots):
+        if slot is None:
+            continue
+        ax, step = slot
+        j = _neighbours(grid, ax, step, wraps[ax]).ravel()[pos]
+        ok = j >= 0
+        if uniform:
+            g = ok * g_uniform
+        else:
+            g = harmonic(dp, np.where(ok, dp[j], 0.0))  # 0 on missing neighbours
+        cols[:, s] = j
+        vals[:, s] = -g
+        keep[:, s] = ok
+        count += ok
+        if step < 0:
+            before += ok
+        diag += g
+        if step > 0 and not wraps[ax]:  # faces normal to ax, candidates for a transport axis
+            i = np.flatnonzero(ok).astype(itype)
+            faces[ax] = (i, j[i], g[i])
+    cols[:, centre] = np.arange(n, dtype=itype)
+    vals[:, centre] = diag
+    keep[:, centre] = True
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(count, out=indptr[1:])
+    if indptr[-1] < 2**31 - 1:
+        indptr = indptr.astype(np.int32)
+    L = sp.csr_matrix((vals[keep], cols[keep], indptr), shape=(n, n))
+    if any(wraps):
+        L.sum_duplicates()  # sorts the columns; sums the coinciding neighbours of a 2-wide axis
+        rows = np.repeat(np.arange(n, dtype=L.indices.dtype), np.diff(L.indptr))
+        diag_pos = np.flatnonzero(L.indices == rows)
+    else:
+        diag_pos = L.indptr[:-1] + before
+    return Graph(shape, tuple(wraps), pos, dp, L, diag_pos, faces, uniform)
+
+
+def assemble_on(G: Graph, axis: int) -> Assembly:
+    """``K = L + diag(Dirichlet conductances)`` and ``b`` of transport along ``axis``
+    (which must not be wrapped) on the cells of ``G``."""
+    if G.wraps[axis]:
+        raise ValueError(f"axis {axis} has wrap-around faces; it cannot be the transport axis")
+    shape = G.shape
+    n_ax = shape[axis]
+    stride = int(np.prod(shape[axis + 1 :]))
+    layer_of = (G.pos // stride) % n_ax  # coordinate along the transport axis
     # Dirichlet faces, half a cell from the first/last centres: conductance 2 D
-    cin = np.flatnonzero(coords[axis] == 0)
-    cout = np.flatnonzero(coords[axis] == shape[axis] - 1)
-    gin, gout = 2.0 * dp[cin], 2.0 * dp[cout]
-    diag[cin] += gin
-    diag[cout] += gout  # separate statement: with N_axis = 1 a cell is on both faces
-    rhs = np.zeros(n, dtype=np.float64)
+    cin = np.flatnonzero(layer_of == 0)
+    cout = np.flatnonzero(layer_of == n_ax - 1)
+    gin, gout = 2.0 * G.dp[cin], 2.0 * G.dp[cout]
+    L = G.laplacian
+    data = L.data.copy()
+    data[G.diag_pos[cin]] += gin
+    data[G.diag_pos[cout]] += gout  # separate statement: with N_axis = 1 a cell is on both faces
+    K = sp.csr_matrix((data, L.indices, L.indptr), shape=L.shape)  # L's (read-only) index arrays
+    rhs = np.zeros(L.shape[0], dtype=np.float64)
     rhs[cin] += gin * C_IN
     if C_OUT != 0.0:
         rhs[cout] += gout * C_OUT
-    ar = np.arange(n, dtype=itype)
-    K = sp.coo_matrix(
-        (
-            np.concatenate([*(-g for g in gs), *(-g for g in gs), diag]),
-            (np.concatenate([*rows, *cols, ar]), np.concatenate([*cols, *rows, ar])),
-        ),
-        shape=(n, n),
-    ).tocsr()
-    if axis_faces is None:  # N_axis == 1: no internal faces along the axis
-        e = np.zeros(0, dtype=itype)
-        axis_faces = (e, e, np.zeros(0), np.zeros(0, dtype=np.intp))
-    return Assembly(K, rhs, pos, shape, axis, axis_faces, (cin, gin), (cout, gout))
+    i, j, g = G.faces[axis]
+    axis_faces = (i, j, g, layer_of[i])
+    return Assembly(K, rhs, G.pos, shape, axis, axis_faces, (cin, gin), (cout, gout), G.uniform)
+
+
+def assemble(D: np.ndarray, axis: int, periodic: bool) -> Assembly:
+    """Assemble ``K c = b`` for the cells with ``D > 0``.
+
+    ``D`` is float64 on the grid with 0 on inactive cells; the caller removes cells that
+    do not percolate (see :func:`percolating_mask`) so that ``K`` is non-singular. See
+    :func:`graph` (the axis-independent part) and :func:`assemble_on`.
+    """
+    return assemble_on(graph(D, wrap_flags(tuple(D.shape), axis, periodic)), axis)
 
 
 def percolating_mask(mask: np.ndarray, axis: int, periodic: bool) -> np.ndarray:

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from microlad.errors import InputError, ShapeError
-from microlad.physics._linsolve import METHODS, choose_method, solve_spd
-from microlad.physics._operator import assemble, percolating_mask
+from microlad.physics._linsolve import METHODS, PlainHierarchy, choose_method, solve_spd
+from microlad.physics._operator import Graph, assemble_on, graph, percolating_mask, wrap_flags
 
 __all__ = ["TransportResult", "PercolationWarning", "solve_transport", "solve_field", "tortuosity"]
 
@@ -153,6 +153,31 @@ def _diffusivity_field(arr: np.ndarray, phase: int, diffusivities) -> np.ndarray
 # ---------------------------------------------------------------- core
 
 
+class SetupCache:
+    """Reuse of the axis-independent setup from one solve to the next.
+
+    Holds the last solve's conducting cells (diffusivities after the percolation cut),
+    their graph Laplacian ``L`` (``_operator.Graph``) and, once built, its
+    plain-aggregation hierarchy. The next solve reuses them when its conducting cells,
+    diffusivities and wrap-around faces are the same (checked), e.g. the three axes of
+    one phase whose through-connected clusters reach all six faces, with no-flux lateral
+    faces. Results do not depend on a cache: every solve builds ``K = L + diag(d)`` and
+    its hierarchy from ``L`` alike. One entry; not thread-safe (one cache per thread).
+    """
+
+    def __init__(self) -> None:
+        self._entry: tuple[np.ndarray, tuple[bool, ...], Graph, list] | None = None
+
+    def graph(self, D: np.ndarray, wraps: tuple[bool, ...]) -> tuple[Graph, list]:
+        """``(graph, holder)``: ``holder[0]`` is the graph's hierarchy (None until built)."""
+        e = self._entry
+        if e is not None and e[1] == wraps and e[0].shape == D.shape and np.array_equal(e[0], D):
+            return e[2], e[3]
+        G, holder = graph(D, wraps), [None]
+        self._entry = (D, wraps, G, holder)
+        return G, holder
+
+
 def _solve(
     D: np.ndarray,
     *,
@@ -167,6 +192,8 @@ def _solve(
     d_mean: float,
     volume_fraction: float,
     what: str,
+    cache: SetupCache | None = None,
+    stacklevel: int = 3,
 ) -> TransportResult:
     """Solve on a float64 diffusivity grid ``D >= 0`` (0 = non-conducting)."""
     if x0 is not None:
@@ -180,12 +207,14 @@ def _solve(
             f"{what} does not connect the two faces normal to axis {axis}: "
             "effective_diffusivity = 0, tortuosity = inf",
             PercolationWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         field = np.full(D.shape, np.nan) if return_field else None
         return TransportResult(0.0, math.inf, volume_fraction, axis, 0, True, field, 0.0, 0.0)
 
-    asm = assemble(D, axis, periodic)
+    wraps = wrap_flags(tuple(D.shape), axis, periodic)
+    G, holder = cache.graph(D, wraps) if cache is not None else (graph(D, wraps), [None])
+    asm = assemble_on(G, axis)
     stride = int(np.prod(D.shape[axis + 1 :]))
     n_ax = D.shape[axis]
     prof = 1.0 - ((asm.index // stride) % n_ax + 0.5) / n_ax  # linear profile, exact if uniform
@@ -194,6 +223,15 @@ def _solve(
         guess = np.where(np.isfinite(guess), guess, prof)
     else:
         guess = prof
+
+    def plain_amg():
+        """Plain-aggregation preconditioner from the (shared) hierarchy of ``L``."""
+        if holder[0] is None:
+            holder[0] = PlainHierarchy(G.laplacian)
+        d = np.zeros(asm.matrix.shape[0])  # K = L + diag(d): the Dirichlet conductances
+        d[asm.inlet[0]] += asm.inlet[1]
+        d[asm.outlet[0]] += asm.outlet[1]
+        return holder[0].bind(asm.matrix, d)
 
     info = solve_spd(
         asm.matrix,
@@ -204,6 +242,8 @@ def _solve(
         flux_imbalance=asm.flux_imbalance,
         x0=guess,
         maxiter=maxiter,
+        uniform=asm.uniform,
+        preconditioner=plain_amg if asm.uniform else None,
     )
     d_eff = max(asm.effective_diffusivity(info.x), 0.0)
     tau = d_mean / d_eff if d_eff > 0 else math.inf
@@ -265,7 +305,9 @@ def solve_transport(
         (TauFactor's convergence measure; its default is 1e-2).
     method : {"auto", "direct", "amg", "jacobi"}
         Linear solver: SuperLU factorisation, or conjugate gradients preconditioned by
-        smoothed-aggregation AMG (pyamg) or Jacobi. "auto": direct for small systems
+        aggregation AMG (pyamg aggregation; plain aggregation with one diffusivity on
+        every conducting cell, smoothed aggregation otherwise; see
+        ``microlad.physics._linsolve``) or Jacobi. "auto": direct for small systems
         (<= 65,536 unknowns in 2D, <= 8,000 in 3D), AMG otherwise.
     x0 : numpy.ndarray, optional
         Warm start: a concentration field of the grid's shape (e.g. a previous
@@ -291,6 +333,40 @@ def solve_transport(
     >>> round(res.effective_diffusivity, 6), round(res.tortuosity, 6)
     (1.0, 1.0)
     """
+    return solve_labels(
+        labels,
+        phase=phase,
+        axis=axis,
+        diffusivities=diffusivities,
+        periodic=periodic,
+        rtol=rtol,
+        return_field=return_field,
+        flux_rtol=flux_rtol,
+        method=method,
+        x0=x0,
+        maxiter=maxiter,
+        _stacklevel=4,
+    )
+
+
+def solve_labels(
+    labels,
+    *,
+    phase: int = 1,
+    axis: int = 0,
+    diffusivities: Mapping[int, float] | Sequence[float] | None = None,
+    periodic: bool = False,
+    rtol: float = 1e-6,
+    return_field: bool = False,
+    flux_rtol: float = 1e-3,
+    method: str = "auto",
+    x0: np.ndarray | None = None,
+    maxiter: int | None = None,
+    cache: SetupCache | None = None,
+    _stacklevel: int = 3,
+) -> TransportResult:
+    """:func:`solve_transport` that may reuse the setup held by ``cache`` (see
+    :class:`SetupCache`; e.g. for the axes of one phase). Same results either way."""
     arr = _as_labels(labels)
     ax = _check_axis(axis, arr.ndim)
     _check_options(rtol, flux_rtol, method, periodic)
@@ -312,6 +388,8 @@ def solve_transport(
         d_mean=float(D.mean()),
         volume_fraction=vf,
         what=what,
+        cache=cache,
+        stacklevel=_stacklevel,
     )
 
 
