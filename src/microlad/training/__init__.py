@@ -6,8 +6,8 @@
 Checkpoints are ``train_state.safetensors`` + ``train_state.json`` beside the model files
 (no pickle); see :mod:`microlad.training._checkpoint` for the layout.
 """
-from microlad.training._checkpoint import STATE_JSON, STATE_TENSORS, load_train_state
-from microlad.training._loop import train
+from typing import Any
+
 from microlad.training._options import (
     DEFAULT_BATCH,
     DEFAULT_CHECKPOINT_EVERY,
@@ -31,3 +31,15 @@ __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_CHECKPOINT_EVERY",
 ]
+
+# torch-heavy parts are imported on first use, so `microlad --help` and the options
+# module stay fast to import
+_LAZY = {"train": "_loop", "load_train_state": "_checkpoint", "STATE_JSON": "_checkpoint", "STATE_TENSORS": "_checkpoint"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"microlad.training.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'microlad.training' has no attribute {name!r}")
