@@ -155,3 +155,16 @@ def test_segmented_inputs_use_grey_values():
     seg = map_phases(np.where(np.eye(32, dtype=bool), 255, 0).astype(np.uint8), source="eye.png")
     imgs = as_label_images(seg)
     assert imgs.n_phases == 2 and imgs.grey_values == (0.0, 255.0) and imgs.names == ("eye.png",)
+
+
+def test_training_inputs_may_be_file_paths(tmp_path):
+    from microlad.data import as_label_images
+
+    img = np.zeros((80, 80), dtype=np.uint8)
+    img[:, 40:] = 200
+    np.save(tmp_path / "img.npy", img)
+    li = as_label_images(str(tmp_path / "img.npy"))
+    assert li.n_phases == 2 and li.grey_values == (0.0, 200.0)
+    np.testing.assert_array_equal(li.arrays[0], img // 200)
+    li2 = as_label_images([tmp_path / "img.npy", tmp_path / "img.npy"])
+    assert len(li2.arrays) == 2

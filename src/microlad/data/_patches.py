@@ -1,6 +1,8 @@
 """Random square training patches from 2D label images and 2D slices of 3D volumes."""
 from __future__ import annotations
 
+import os
+
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -58,12 +60,13 @@ class LabelImages:
 def as_label_images(images: Any) -> LabelImages:
     """Validate training inputs and bring them to uint8 label arrays.
 
-    ``images`` is one array / :class:`~microlad.io.Segmented`, or a sequence of them.
+    ``images`` is one array / :class:`~microlad.io.Segmented` / file path, or a sequence of
+    them; paths are read with :func:`microlad.io.read_image`.
     Arrays hold integer phases 0..P-1 in (Y, X) or (Z, Y, X). The phase count of an input
     is ``len(grey_values)`` for a Segmented and ``max + 1`` for an array; it must be the
     same for every input (:class:`InputError` otherwise).
     """
-    if isinstance(images, (np.ndarray, torch.Tensor)) or hasattr(images, "labels"):
+    if isinstance(images, (np.ndarray, torch.Tensor, str, os.PathLike)) or hasattr(images, "labels"):
         items = [images]
     else:
         try:
@@ -78,6 +81,10 @@ def as_label_images(images: Any) -> LabelImages:
     counts: list[int] = []
     greys: list[tuple[float, ...] | None] = []
     for i, item in enumerate(items):
+        if isinstance(item, (str, os.PathLike)):
+            from microlad.io import read_image
+
+            item = read_image(item)
         grey = None
         name = f"array {i}"
         if hasattr(item, "labels"):
