@@ -312,7 +312,7 @@ def test_soft_field_amg_matches_direct():
 
 def test_setup_cache_is_reused_across_axes_and_changes_no_result():
     from microlad.physics._operator import percolating_mask
-    from microlad.physics._transport import SetupCache, solve_labels
+    from microlad.physics._transport import SetupCache, solve_transport
     from microlad.synthetic import random_field_labels
 
     vol = random_field_labels((30, 32, 34), fractions=(0.75, 0.25), correlation_length=2, seed=8)
@@ -321,7 +321,7 @@ def test_setup_cache_is_reused_across_axes_and_changes_no_result():
     cache = SetupCache()
     graphs = []
     for axis in range(3):
-        shared = solve_labels(vol, phase=0, axis=axis, cache=cache, return_field=True)
+        shared = solve_transport(vol, phase=0, axis=axis, cache=cache, return_field=True)
         graphs.append(cache._entry[2])
         alone = solve_transport(vol, phase=0, axis=axis, return_field=True)
         assert shared.iterations > 1 and shared.converged
@@ -329,10 +329,10 @@ def test_setup_cache_is_reused_across_axes_and_changes_no_result():
         np.testing.assert_array_equal(shared.concentration, alone.concentration)  # bit-identical
     assert graphs[0] is graphs[1] is graphs[2]
     # another phase (other cells) or periodic faces (other graph): rebuilt, not reused
-    solve_labels(vol, phase=1, axis=0, cache=cache)
+    solve_transport(vol, phase=1, axis=0, cache=cache)
     assert cache._entry[2] is not graphs[2]
     g1 = cache._entry[2]
-    solve_labels(vol, phase=1, axis=0, cache=cache, periodic=True)
+    solve_transport(vol, phase=1, axis=0, cache=cache, periodic=True)
     assert cache._entry[2] is not g1 and any(cache._entry[2].wraps)
 
 

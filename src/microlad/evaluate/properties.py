@@ -139,11 +139,11 @@ def _solve_one(labels: np.ndarray, phase: int, axis: int, cache=None) -> tuple[f
     ``cache`` (default: the worker's) carries the axis-independent setup from one axis
     of a phase to the next; the results do not depend on it.
     """
-    from microlad.physics._transport import solve_labels
+    from microlad.physics._transport import solve_transport
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = solve_labels(
+        res = solve_transport(
             labels, phase=phase, axis=axis, rtol=TRANSPORT_RTOL, flux_rtol=TRANSPORT_FLUX_RTOL,
             cache=cache if cache is not None else _worker_cache,
         )

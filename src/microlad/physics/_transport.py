@@ -276,6 +276,7 @@ def solve_transport(
     method: str = "auto",
     x0: np.ndarray | None = None,
     maxiter: int | None = None,
+    cache: SetupCache | None = None,
 ) -> TransportResult:
     """Effective diffusivity and tortuosity factor of a phase along one axis.
 
@@ -314,6 +315,9 @@ def solve_transport(
         ``concentration``; NaNs are replaced by the linear profile, the default).
     maxiter : int, optional
         Iteration budget of the iterative solvers (default 1000 AMG, 20000 Jacobi).
+    cache : SetupCache, optional
+        Reuse of the operator and AMG setup between calls on the same cells (e.g. the
+        three axes of one phase, as the ``properties`` report does). Same results either way.
 
     Returns
     -------
@@ -333,40 +337,6 @@ def solve_transport(
     >>> round(res.effective_diffusivity, 6), round(res.tortuosity, 6)
     (1.0, 1.0)
     """
-    return solve_labels(
-        labels,
-        phase=phase,
-        axis=axis,
-        diffusivities=diffusivities,
-        periodic=periodic,
-        rtol=rtol,
-        return_field=return_field,
-        flux_rtol=flux_rtol,
-        method=method,
-        x0=x0,
-        maxiter=maxiter,
-        _stacklevel=4,
-    )
-
-
-def solve_labels(
-    labels,
-    *,
-    phase: int = 1,
-    axis: int = 0,
-    diffusivities: Mapping[int, float] | Sequence[float] | None = None,
-    periodic: bool = False,
-    rtol: float = 1e-6,
-    return_field: bool = False,
-    flux_rtol: float = 1e-3,
-    method: str = "auto",
-    x0: np.ndarray | None = None,
-    maxiter: int | None = None,
-    cache: SetupCache | None = None,
-    _stacklevel: int = 3,
-) -> TransportResult:
-    """:func:`solve_transport` that may reuse the setup held by ``cache`` (see
-    :class:`SetupCache`; e.g. for the axes of one phase). Same results either way."""
     arr = _as_labels(labels)
     ax = _check_axis(axis, arr.ndim)
     _check_options(rtol, flux_rtol, method, periodic)
@@ -389,7 +359,7 @@ def solve_labels(
         volume_fraction=vf,
         what=what,
         cache=cache,
-        stacklevel=_stacklevel,
+        stacklevel=3,
     )
 
 
