@@ -43,3 +43,14 @@ def sofc() -> np.ndarray:
 def carbonate() -> np.ndarray:
     """Carbonate 256^2, binary 0/1."""
     return np.load(shared_file("2d/carbonate_256.npy")).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one intra-op thread avoids OpenMP spin contention on shared CPUs."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,12 +18,7 @@ from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
 from microlad.pipeline import MicroladModel, load_model, resolve_device
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_model(seed: int = 0) -> MicroladModel:
