@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -88,16 +87,11 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(tmp)`` on a temporary file beside ``path``, then ``os.replace`` it into place."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    """Run ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
+    from microlad.io import atomic_path
+
+    with atomic_path(path, overwrite=True) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _state_for_safetensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
