@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--refine", type=int, default=2)
+    ap.add_argument("--refine", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1000)
     args = ap.parse_args()
 

@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--refine", type=int, default=2)
+    ap.add_argument("--refine", type=int, default=1)
     ap.add_argument("--name", default="berea")
     args = ap.parse_args()
 

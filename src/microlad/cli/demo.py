@@ -43,14 +43,14 @@ def demo(
     m = load_model(path)
     src = (path / "SOURCE.md").read_text().splitlines()[0].lstrip("# ") if (path / "SOURCE.md").exists() else str(path)
     typer.echo(f"model: {model} ({m.n_phases} phases, trained on 2D {m.patch_size}x{m.patch_size} patches) — {src}")
-    typer.echo(f"reconstructing one {size}^3 volume (L-MPDD, DDIM 50 steps, 2 refinement passes, seed {seed}) ...")
+    typer.echo(f"reconstructing one {size}^3 volume (L-MPDD, DDIM 50 steps, 1 refinement pass, seed {seed}) ...")
     t0 = time.perf_counter()
-    rec = m.reconstruct((size, size, size), n=1, seed=seed, steps=50, refine=2, match_vf=True, progress=True)[0]
+    rec = m.reconstruct((size, size, size), n=1, seed=seed, steps=50, refine=1, match_vf=True, progress=True)[0]
     elapsed = time.perf_counter() - t0
     labels = rec.labels
     vol = write_volume(out / "volume_000.tif", labels, grey_values=tuple(m.grey_values), overwrite=overwrite,
                        metadata={"model": str(model), "seed": seed, "command": "microlad demo", "timings_s": rec.timings,
-                                 "config": {"shape": [size] * 3, "steps": 50, "refine": 2, "match_vf": True}})
+                                 "config": {"shape": [size] * 3, "steps": 50, "refine": 1, "match_vf": True}})
     typer.echo(f"done in {elapsed:.1f} s\n")
     report = properties(labels, grey_values=m.grey_values)
     report["fidelity"] = _fidelity(labels, m)

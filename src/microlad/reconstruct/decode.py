@@ -38,11 +38,18 @@ def _vae_width(vae) -> int:
     return vae.config.base_channels * max(vae.config.channel_multipliers)
 
 
+def _chunk_kwargs(vae, x: torch.Tensor, memory_budget: int | None) -> dict:
+    kw = {} if memory_budget is None else {"budget": memory_budget}
+    if x.device.type == "cpu":
+        kw["cpu_width"] = vae.config.base_channels  # channels at full voxel resolution
+    return kw
+
+
 def decode_slices(vae, latents: torch.Tensor, *, periodic: bool = False, memory_budget: int | None = None) -> torch.Tensor:
     """Raw latent slices (N, C, h, w) → per-phase probabilities (N, P, h·f, w·f), chunked."""
     f = vae.config.downsample_factor
     padded, pads = pad_2d(latents, margin=2 if periodic else 0, periodic=periodic)
-    kw = {} if memory_budget is None else {"budget": memory_budget}
+    kw = _chunk_kwargs(vae, latents, memory_budget)
     chunk = chunk_size(padded.shape[-1] * padded.shape[-2] * f * f, width=_vae_width(vae), **kw)
     probs = map_chunks(lambda z: torch.softmax(vae.decode(z), dim=1), padded, chunk)
     return crop_2d(probs, pads, scale=f)
@@ -53,7 +60,7 @@ def encode_slices(vae, onehot: torch.Tensor, *, periodic: bool = False, memory_b
     f = vae.config.downsample_factor
     margin = 2 * f if periodic else 0
     padded, pads = pad_2d(onehot, margin=margin, periodic=periodic)
-    kw = {} if memory_budget is None else {"budget": memory_budget}
+    kw = _chunk_kwargs(vae, onehot, memory_budget)
     chunk = chunk_size(padded.shape[-1] * padded.shape[-2], width=_vae_width(vae), **kw)
     z = map_chunks(lambda x: vae.encode(x)[0], padded, chunk)
     return crop_2d(z, tuple(p // f for p in pads))
@@ -74,7 +81,7 @@ def decode_volume(
     probs = torch.zeros((vae.config.n_phases, d * f, h * f, w * f), device=latent.device)
     for axis in tqdm(range(3), desc="decode", unit="axis", disable=not progress, leave=False):
         up = interpolate_along(latent, axis, f, periodic=periodic)
-        out = decode_slices(vae, to_slices(up, axis).contiguous(), periodic=periodic, memory_budget=memory_budget)
+        out = decode_slices(vae, to_slices(up, axis), periodic=periodic, memory_budget=memory_budget)
         to_slices(probs, axis).add_(out)  # to_slices is a view: accumulates in (P, Z, Y, X)
     return probs.div_(3.0)
 
@@ -96,7 +103,7 @@ def refine_volume(
         onehot = F.one_hot(probs.argmax(0), p).permute(3, 0, 1, 2).to(probs.dtype)
         new = torch.zeros_like(probs)
         for axis in range(3):
-            sl = to_slices(onehot, axis).contiguous()
+            sl = to_slices(onehot, axis)
             z = encode_slices(vae, sl, periodic=periodic, memory_budget=memory_budget)
             to_slices(new, axis).add_(decode_slices(vae, z, periodic=periodic, memory_budget=memory_budget))
             bar.update()

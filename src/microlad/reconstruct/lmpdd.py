@@ -49,6 +49,8 @@ def predict_slices(
     padded, pads = pad_2d(slices, multiple=multiple, margin=margin, periodic=periodic)
     width = unet.config.base_channels * max(unet.config.channel_multipliers)
     kw = {} if memory_budget is None else {"budget": memory_budget}
+    if volume.device.type == "cpu":
+        kw["cpu_width"] = unet.config.base_channels
     chunk = chunk_size(padded.shape[-1] * padded.shape[-2], width=width, **kw)
 
     def run(x: torch.Tensor) -> torch.Tensor:
