@@ -41,6 +41,13 @@ def test_reconstruct_writes_volumes_with_sidecars(model_dir, tmp_path, capsys):
         assert side["seed"] == 5 + i and side["phases"]["1"]["grey_value"] == 255.0
         assert side["config"]["steps"] == 3 and set(side["volume_fraction"]) == {"total", "z", "y", "x"}
         assert side["timings_s"]["total"] > 0
+        # --match-vf is the default: the volume has the stored training fractions
+        assert side["config"]["match_vf"] == [0.6, 0.4]
+        assert side["volume_fraction"]["total"]["0"] == pytest.approx(0.6, abs=0.02)
+    raw = run_cli(capsys, *args[:-3], "--no-match-vf", "--out", tmp_path / "raw", "--no-progress")
+    assert raw.exit_code == 0, raw.stderr
+    side = json.loads((tmp_path / "raw" / "volume_000.json").read_text())
+    assert side["config"]["match_vf"] is False and abs(side["volume_fraction"]["total"]["0"] - 0.6) > 0.02
     again = run_cli(capsys, *args)
     assert_one_line_error(again, "already exists")
     # same seed, same machine: identical volume

@@ -175,3 +175,20 @@ def test_reconstruct_match_vf(tiny_model):
         reconstruct(tiny_model, (16, 16, 16), steps=1, progress=False, match_vf=[0.5, 0.5])
     with pytest.raises(InputError, match="training volume fractions"):
         reconstruct(tiny_model, (16, 16, 16), steps=1, progress=False, match_vf=True)
+
+
+def test_reconstruct_matches_stored_image_fractions_by_default(tiny_model):
+    free = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False)[0]  # no stats stored: no matching
+    target = [0.2, 0.5, 0.3]
+    tiny_model.training_stats = {"volume_fraction": [0.6, 0.2, 0.2], "image_volume_fraction": target}
+    try:
+        auto = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False)[0]
+        off = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False, match_vf=False)[0]
+        tiny_model.training_stats = {"volume_fraction": [0.6, 0.2, 0.2]}  # older models: patch mean
+        old = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False, match_vf=True)[0]
+    finally:
+        del tiny_model.training_stats
+    frac = np.bincount(auto.labels.ravel(), minlength=3) / auto.labels.size
+    np.testing.assert_allclose(frac, target, atol=3e-3)  # the image fractions win over the patch mean
+    np.testing.assert_array_equal(off.labels, free.labels)
+    np.testing.assert_allclose(np.bincount(old.labels.ravel(), minlength=3) / old.labels.size, [0.6, 0.2, 0.2], atol=3e-3)

@@ -96,6 +96,8 @@ def test_model_directory_stats_and_no_pickle(tmp_path, image):
     assert (state["vae_step"], state["ldm_step"]) == (20, 20)
     st = model.training_stats
     assert len(st["volume_fraction"]) == 2 and abs(sum(st["volume_fraction"]) - 1) < 1e-9
+    # the whole inputs' pixel-weighted fractions (what --match-vf targets), counted independently
+    np.testing.assert_allclose(st["image_volume_fraction"], np.bincount(image.ravel(), minlength=2) / image.size)
     assert np.array(st["s2_radial_mean"]).shape == (2, 9) and np.array(st["s2_radial_std"]).shape == (2, 9)
     assert np.allclose(np.array(st["s2_radial_mean"])[:, 0], st["volume_fraction"])  # S2(0) = VF
     assert len(st["specific_surface_area"]) == 2 and min(st["specific_surface_area"]) > 0

@@ -67,15 +67,17 @@ def demo(
 def _fidelity(labels: np.ndarray, m) -> dict:
     """Slice S2 of the volume along each axis vs the S2 stored from the training patches."""
     from microlad.descriptors import s2_error, s2_slices, volume_fraction
+    from microlad.reconstruct import training_fractions
 
     stats = m.training_stats
+    vf_train = training_fractions(m)
     ref = np.asarray(stats["s2_radial_mean"], dtype=float)
     c = min(ref.shape[-1] - 1, min(labels.shape) // 2)
     vf = volume_fraction(labels, n_phases=m.n_phases)
     phases = {}
     for p in range(m.n_phases):
         err = {a: float(s2_error(s2_slices(labels, phase=p, axis=i, cutoff=c, periodic=False), ref[p, : c + 1])) for i, a in enumerate("zyx")}
-        phases[str(p)] = {"vf_train": float(stats["volume_fraction"][p]), "vf_volume": float(vf[p]), "s2_error": err}
+        phases[str(p)] = {"vf_train": vf_train[p], "vf_volume": float(vf[p]), "s2_error": err}
     return {"cutoff": c, "phases": phases, "max_s2_error": max(max(v["s2_error"].values()) for v in phases.values())}
 
 

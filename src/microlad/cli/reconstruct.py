@@ -28,7 +28,7 @@ def reconstruct(
     sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ddpm (ancestral)."),
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
-    match_vf: bool = typer.Option(False, "--match-vf", help="Move phase decision thresholds to the training images' volume fractions."),
+    match_vf: bool = typer.Option(True, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (--no-match-vf: keep L-MPDD's own, biased against minority phases)."),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase); implies --match-vf."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -42,7 +42,7 @@ def reconstruct(
     from microlad.bundled import resolve_model
     from microlad.io import write_volume
     from microlad.pipeline import load_model, resolve_device
-    from microlad.reconstruct import check_shape
+    from microlad.reconstruct import check_shape, training_fractions
     from microlad.reconstruct import reconstruct as run
 
     if n < 1:
@@ -61,12 +61,14 @@ def reconstruct(
             if p.exists() or p.with_suffix(".json").exists():
                 raise InputError(f"{p}: already exists (pass --overwrite to replace it)")
     torch.manual_seed(seed)
+    # --match-vf (default) matches when the model stores training fractions (every trained model does)
+    target = list(vf) if vf else (training_fractions(model) if match_vf else None)
     written = []
     for i in mine:
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
-            match_vf=list(vf) if vf else match_vf,
+            match_vf=target if target is not None else False,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -75,14 +77,15 @@ def reconstruct(
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
                        "average_axes": average_axes, "periodic": periodic, "device": str(device),
-                       "match_vf": list(vf) if vf else match_vf},
+                       "match_vf": target if target is not None else False},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }
         written.append(write_volume(paths[i], rec.labels, grey_values=tuple(model.grey_values), metadata=meta, overwrite=overwrite))
         got = meta["volume_fraction"]["total"]
         typer.echo(f"volume {i:03d} (seed {rec.seed}): {rec.timings['total']:.1f} s, VF " + " ".join(f"{p}:{v:.3f}" for p, v in got.items()) + f" -> {paths[i]}")
-    typer.echo(f"wrote {len(written)} volume(s) with JSON sidecars to {out}/")
+    who = f"rank {rank}/{world}: " if world > 1 else ""
+    typer.echo(f"{who}wrote {len(written)} volume(s) with JSON sidecars to {out}/")
 
 
 def _vf_by_axis(labels: np.ndarray, n_phases: int) -> dict:

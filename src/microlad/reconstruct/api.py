@@ -54,7 +54,7 @@ def reconstruct(
     refine: int = 1,
     average_axes: bool = False,
     periodic: bool = False,
-    match_vf: bool | Sequence[float] = False,
+    match_vf: bool | Sequence[float] | None = None,
     return_probabilities: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
@@ -69,11 +69,13 @@ def reconstruct(
     the U-Net's size multiple). ``memory_budget`` (bytes) caps the activations of one
     batched network call (default 1 GiB), which bounds peak memory for large volumes.
 
-    ``match_vf``: False (default) keeps the model's own phase fractions; True moves the
-    per-phase decision thresholds so the volume has the training images' volume
-    fractions (``model.training_stats["volume_fraction"]``); a sequence gives explicit
-    target fractions. Applied after decoding and again after refinement
-    (:func:`~microlad.reconstruct.decode.match_fractions`).
+    ``match_vf``: True moves the per-phase decision thresholds so the volume has the
+    training images' volume fractions (``model.training_stats["image_volume_fraction"]``,
+    pixel-weighted over the whole inputs; older models: the patch mean
+    ``"volume_fraction"``); a sequence gives explicit target fractions; False keeps
+    L-MPDD's own fractions, which are biased against minority phases (BENCHMARKS.md);
+    None (default) matches whenever the model stores training fractions. Applied after
+    decoding and again after refinement (:func:`~microlad.reconstruct.decode.match_fractions`).
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -124,14 +126,23 @@ def reconstruct(
     return results
 
 
-def _target_fractions(model, match_vf: bool | Sequence[float]) -> torch.Tensor | None:
+def training_fractions(model) -> list[float] | None:
+    """The training images' phase fractions stored with ``model`` (None if it has none)."""
+    stats = getattr(model, "training_stats", None) or {}
+    vf = stats.get("image_volume_fraction") or stats.get("volume_fraction")
+    return None if vf is None else [float(v) for v in vf]
+
+
+def _target_fractions(model, match_vf: bool | Sequence[float] | None) -> torch.Tensor | None:
     """Target phase fractions for ``match_vf`` (None when not matching)."""
-    if match_vf is False or match_vf is None:
+    if match_vf is False:
         return None
     p = model.vae.config.n_phases
-    if match_vf is True:
-        vf = (getattr(model, "training_stats", None) or {}).get("volume_fraction")
+    if match_vf is None or match_vf is True:
+        vf = training_fractions(model)
         if vf is None:
+            if match_vf is None:
+                return None
             raise InputError("match_vf=True needs the training volume fractions, but the model has none stored; pass explicit fractions")
     else:
         vf = list(match_vf)

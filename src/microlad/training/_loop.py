@@ -443,6 +443,8 @@ class _Trainer:
         if self.ctx.is_main:
             stats = patch_statistics(np.concatenate(label_chunks), p)
             stats["n_phases"] = p
+            # pixel-weighted over the whole inputs (patch positions over-weight image centres)
+            stats["image_volume_fraction"] = self.labels.phase_fractions().tolist()
             stats["grey_values"] = list(self.labels.grey_values) if self.labels.grey_values else None
             stats["latent_shift"] = shift.tolist()
             stats["latent_scale"] = scale.tolist()
