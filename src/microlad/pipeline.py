@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from microlad._version import __version__
 from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule
 from microlad.errors import CheckpointError, InputError, MicroladError, OutputExistsError, ShapeError
+from microlad.io._write import json_default
 from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
 
 __all__ = [
@@ -65,25 +66,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise InputError(f"device {str(dev)!r} requested but MPS is not available; use 'cpu' or 'auto'")
     return dev
-
-
-def _jsonable(obj: Any) -> Any:
-    """Recursively turn numpy / torch values and tuples into JSON-serialisable Python values."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return _jsonable(obj.detach().cpu().numpy())
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    raise InputError(f"cannot store a {type(obj).__name__} in config.json; use numbers, strings, lists or dicts")
 
 
 def _atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
@@ -237,7 +219,10 @@ class MicroladModel:
             "training_stats": self.training_stats,
             "config": config,
         }
-        text = json.dumps(_jsonable(doc), indent=2) + "\n"  # before touching any file
+        try:  # serialise before touching any file
+            text = json.dumps(doc, indent=2, default=json_default) + "\n"
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"cannot store this model's metadata in config.json ({exc}); use numbers, strings, lists or dicts") from None
 
         for name, module, part in ((VAE_WEIGHTS_NAME, self.vae, "vae"), (UNET_WEIGHTS_NAME, self.unet, "unet_ema")):
             tensors = _state_for_safetensors(module)

@@ -45,7 +45,7 @@ def write_json(path: str | Path, obj: Any, *, overwrite: bool = False) -> Path:
     """Write ``obj`` as indented JSON atomically."""
     path = Path(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, default=json_default) + "\n")
     return path
 
 
@@ -99,11 +99,12 @@ def write_volume(
     return path
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook: numpy and torch values and paths → JSON values."""
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "detach") and hasattr(obj, "numpy"):  # torch.Tensor, without importing torch here
+        obj = obj.detach().cpu().numpy()
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()  # numpy scalars and 0-d arrays become Python scalars
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

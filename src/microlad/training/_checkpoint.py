@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as st_save
 
 from microlad.errors import CheckpointError
+from microlad.io._write import json_default
 
 __all__ = [
     "STATE_JSON",
@@ -120,21 +121,11 @@ def unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], meta: dic
     return {"state": state, "param_groups": groups}
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
-        return obj.item()
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def save_train_state(out_dir: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
     """Atomically write ``train_state.safetensors`` (+ embedded JSON) and ``train_state.json``."""
     out_dir = Path(out_dir)
     doc = {"format": FORMAT, "version": VERSION, **state}
-    text = json.dumps(doc, indent=1, sort_keys=True, default=_json_default)
+    text = json.dumps(doc, indent=1, sort_keys=True, default=json_default)
     # safetensors refuses shared / non-contiguous storage: give every tensor its own copy
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     blob = st_save(flat, metadata={_META_KEY: text})
