@@ -192,3 +192,28 @@ def test_reconstruct_matches_stored_image_fractions_by_default(tiny_model):
     np.testing.assert_allclose(frac, target, atol=3e-3)  # the image fractions win over the patch mean
     np.testing.assert_array_equal(off.labels, free.labels)
     np.testing.assert_allclose(np.bincount(old.labels.ravel(), minlength=3) / old.labels.size, [0.6, 0.2, 0.2], atol=3e-3)
+
+
+def test_match_fractions_large_shift_picks_the_most_likely_voxels():
+    from microlad.reconstruct.decode import match_fractions
+
+    # a minority phase whose probabilities mostly sit far below 1/2, spread over decades:
+    # matching 0.3 needs a threshold near p1 ≈ 0.03, far from the argmax's 0.5 (the Berea
+    # pore phase looks like this; a fixed decaying step stalled at 0.292 here)
+    g = torch.Generator().manual_seed(0)
+    n = 40 ** 3
+    p1 = torch.where(torch.rand(n, generator=g) < 0.12, 0.6 + 0.4 * torch.rand(n, generator=g), 10 ** (-6 + 5 * torch.rand(n, generator=g)))
+    probs = torch.stack([1 - p1, p1]).reshape(2, 40, 40, 40)
+    lab = match_fractions(probs, torch.tensor([0.7, 0.3])).argmax(0).reshape(-1)
+    assert abs(lab.float().mean().item() - 0.3) < 2e-3
+    assert p1[lab == 1].min() >= p1[lab == 0].max()  # a threshold on p1: the closest calls flipped
+
+
+def test_match_fractions_on_a_subsample_matches_the_whole_volume():
+    from microlad.reconstruct.decode import match_fractions
+
+    g = torch.Generator().manual_seed(1)
+    probs = torch.softmax(3 * torch.randn(3, 128, 128, 128, generator=g), dim=0)  # 2.1 M voxels > the 1 M fitted
+    lab = match_fractions(probs, torch.tensor([0.5, 0.3, 0.2])).argmax(0)
+    frac = torch.bincount(lab.reshape(-1), minlength=3).double() / lab.numel()
+    torch.testing.assert_close(frac, torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64), atol=2e-3, rtol=0)
