@@ -27,6 +27,7 @@ def reconstruct(
     seed: int = typer.Option(0, "--seed", help="Seed of volume 0; volume i uses seed + i."),
     sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ddpm (ancestral)."),
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
+    slice_coupling: bool = typer.Option(True, "--slice-coupling/--no-slice-coupling", help="Couple slices across the slicing axis so correlation is isotropic (--no-slice-coupling: the paper's plain L-MPDD)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     match_vf: bool = typer.Option(True, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (--no-match-vf: keep L-MPDD's own, biased against minority phases)."),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase); implies --match-vf."),
@@ -67,7 +68,7 @@ def reconstruct(
     for i in mine:
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
-            average_axes=average_axes, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
+            average_axes=average_axes, slice_coupling=slice_coupling, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
             match_vf=target if target is not None else False,
         )[0]
         meta = {
@@ -76,7 +77,7 @@ def reconstruct(
             "index": i,
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
-                       "average_axes": average_axes, "periodic": periodic, "device": str(device),
+                       "average_axes": average_axes, "slice_coupling": slice_coupling, "periodic": periodic, "device": str(device),
                        "match_vf": target if target is not None else False},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),

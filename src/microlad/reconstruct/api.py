@@ -53,6 +53,7 @@ def reconstruct(
     sampler: Literal["ddim", "ddpm"] = "ddim",
     refine: int = 1,
     average_axes: bool = False,
+    slice_coupling: bool = True,
     periodic: bool = False,
     match_vf: bool | Sequence[float] | None = None,
     return_probabilities: bool = False,
@@ -68,6 +69,11 @@ def reconstruct(
     and aspect ratio works (the networks are fully convolutional, slices are padded to
     the U-Net's size multiple). ``memory_budget`` (bytes) caps the activations of one
     batched network call (default 1 GiB), which bounds peak memory for large volumes.
+
+    ``slice_coupling`` (default True, ours): couple the slices' clean estimates across the
+    slicing axis at every step so the volume's correlation is isotropic
+    (:mod:`microlad.reconstruct.coupling`); False runs the paper's plain L-MPDD, whose
+    slices have smaller features than the training images.
 
     ``match_vf``: True moves the per-phase decision thresholds so the volume has the
     training images' volume fractions (``model.training_stats["image_volume_fraction"]``,
@@ -101,7 +107,7 @@ def reconstruct(
         t0 = time.perf_counter()
         z = sample_latent_volume(
             unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
-            periodic=periodic, generator=gen, device=device, memory_budget=memory_budget, progress=progress,
+            slice_coupling=slice_coupling, periodic=periodic, generator=gen, device=device, memory_budget=memory_budget, progress=progress,
         )
         t1 = time.perf_counter()
         with torch.inference_mode():

@@ -3,7 +3,9 @@
 A normalized latent volume ``(C, d, h, w)`` starts as N(0, I). At sampler step i it is
 read as a batch of 2D latent slices normal to axis ``axis_schedule[i]`` (z → y → x → z …),
 the 2D U-Net predicts for the whole batch at once, and one sampler step is applied. No
-decoding happens inside the loop.
+decoding happens inside the loop. By default every step's clean estimate is
+slice-coupled (:mod:`microlad.reconstruct.coupling`, ours) so correlation across slices
+matches correlation within them.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from tqdm.auto import tqdm
 
 from microlad.reconstruct._chunks import chunk_size, crop_2d, map_chunks, pad_2d
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
+from microlad.reconstruct.coupling import coupled_output
 
 SamplerName = Literal["ddim", "ddpm"]
 
@@ -70,6 +73,7 @@ def sample_latent_volume(
     steps: int = 50,
     sampler: SamplerName = "ddim",
     average_axes: bool = False,
+    slice_coupling: bool = True,
     periodic: bool = False,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
@@ -85,6 +89,9 @@ def sample_latent_volume(
     sampler : "ddim" (deterministic, default) or "ddpm" (ancestral).
     average_axes : at every step average the model outputs of all three slicing
         orientations (3× the U-Net cost) instead of cycling one axis per step.
+    slice_coupling : smooth each step's clean estimate along the slicing axis until its
+        cross-slice correlation matches the in-plane one (see
+        :mod:`microlad.reconstruct.coupling`); False gives the paper's plain L-MPDD.
     periodic : wrap latent slices around their borders (periodic volume).
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
     """
@@ -93,10 +100,13 @@ def sample_latent_volume(
     axes = axis_schedule(len(s))
     bar = tqdm(total=len(s), desc="L-MPDD", unit="step", disable=not progress, leave=False)
     for i, t in enumerate(s.timesteps.tolist()):
-        if average_axes:
-            out = sum(predict_slices(unet, z, t, a, periodic=periodic, memory_budget=memory_budget) for a in range(3)) / 3.0
-        else:
-            out = predict_slices(unet, z, t, axes[i], periodic=periodic, memory_budget=memory_budget)
+        outs = []
+        for a in (range(3) if average_axes else [axes[i]]):
+            out = predict_slices(unet, z, t, a, periodic=periodic, memory_budget=memory_budget)
+            if slice_coupling:
+                out = coupled_output(schedule, z, out, t, a, periodic=periodic)
+            outs.append(out)
+        out = outs[0] if len(outs) == 1 else sum(outs) / 3.0
         # the sampler update is element-wise, so it is applied in the canonical layout
         z = s.step(out, i, z, generator=generator)
         bar.set_postfix_str(f"axis {'zyx' if average_axes else AXIS_NAMES[axes[i]]}")
