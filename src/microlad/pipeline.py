@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from microlad._version import __version__
-from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule
+from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, make_sampler
 from microlad.errors import CheckpointError, InputError, MicroladError, OutputExistsError, ShapeError
 from microlad.io._write import json_default
 from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
@@ -251,11 +251,9 @@ class MicroladModel:
 
     def make_sampler(self, steps: int | None = 50, *, sampler: str = "ddim", eta: float = 0.0) -> DDIMSampler | AncestralSampler:
         """``"ddim"`` (``steps`` DDIM steps, ``eta``) or ``"ancestral"`` (``steps=None``: all T)."""
-        if sampler == "ddim":
-            return DDIMSampler(self.schedule, 50 if steps is None else steps, eta)
-        if sampler == "ancestral":
-            return AncestralSampler(self.schedule, steps)
-        raise InputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        if sampler not in SAMPLERS:
+            raise InputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+        return make_sampler(self.schedule, sampler, steps, eta=eta)
 
     def decode_latents(self, u: torch.Tensor) -> torch.Tensor:
         """Normalized latents (B, C, h, w) → per-phase probabilities (B, P, h·f, w·f).

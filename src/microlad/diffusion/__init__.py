@@ -6,14 +6,16 @@ sequence and one reverse ``step``. Sampling loops live in :mod:`microlad.pipelin
 """
 from __future__ import annotations
 
-from microlad.diffusion._samplers import TIMESTEP_SPACINGS, AncestralSampler, DDIMSampler, make_timesteps
+from microlad.diffusion._samplers import SAMPLER_NAMES, TIMESTEP_SPACINGS, AncestralSampler, DDIMSampler, make_sampler, make_timesteps
 from microlad.diffusion._schedule import BETA_SCHEDULES, PREDICTION_TYPES, DDPMSchedule
 
 __all__ = [
     "DDPMSchedule",
     "DDIMSampler",
     "AncestralSampler",
+    "make_sampler",
     "make_timesteps",
+    "SAMPLER_NAMES",
     "BETA_SCHEDULES",
     "PREDICTION_TYPES",
     "TIMESTEP_SPACINGS",

@@ -20,7 +20,7 @@ import torch
 from microlad.diffusion._schedule import DDPMSchedule
 from microlad.errors import InputError, ShapeError
 
-__all__ = ["DDIMSampler", "AncestralSampler", "make_timesteps", "TIMESTEP_SPACINGS"]
+__all__ = ["DDIMSampler", "AncestralSampler", "make_sampler", "make_timesteps", "SAMPLER_NAMES", "TIMESTEP_SPACINGS"]
 
 TIMESTEP_SPACINGS = ("trailing", "linspace")
 
@@ -159,3 +159,16 @@ class AncestralSampler(_Sampler):
         if var > 0.0:
             mean = mean + math.sqrt(var) * self._noise(sample, generator)
         return mean
+
+
+SAMPLER_NAMES = ("ddim", "ancestral", "ddpm")
+"""``"ddim"``; ``"ancestral"`` and its alias ``"ddpm"`` (the CLI's name)."""
+
+
+def make_sampler(schedule: DDPMSchedule, name: str, steps: int | None = 50, *, eta: float = 0.0) -> DDIMSampler | AncestralSampler:
+    """The sampler called ``name`` with ``steps`` steps (``None``: 50 for DDIM, all T for ancestral)."""
+    if name == "ddim":
+        return DDIMSampler(schedule, 50 if steps is None else steps, eta)
+    if name in ("ancestral", "ddpm"):
+        return AncestralSampler(schedule, steps)
+    raise InputError(f"sampler must be one of {SAMPLER_NAMES}, got {name!r}")

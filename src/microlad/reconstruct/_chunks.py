@@ -14,20 +14,27 @@ CPU_CALL_FLOATS = 1 << 20
 """On CPU, the finest-level activation of one network call is kept to ~1 M floats (4 MiB)."""
 
 
-def chunk_size(pixels_per_slice: int, *, width: int, budget: int = DEFAULT_MEMORY_BUDGET, cpu_width: int | None = None) -> int:
-    """Slices per network call so activations stay within ``budget`` bytes.
+def chunk_size(
+    pixels_per_slice: int,
+    *,
+    width: int,
+    fine_width: int,
+    device: torch.device,
+    budget: int | None = None,
+) -> int:
+    """Slices per network call so activations stay within ``budget`` bytes (default 1 GiB).
 
     Estimate: ``8 · width`` live float32 activations per pixel (a ResNet level with
-    skip connections), which over-estimates the small CPU nets used here.
-    ``cpu_width`` (channels at the slices' own resolution; pass it on CPU only) also caps
-    a call at ``CPU_CALL_FLOATS`` finest-level activations: CPU convolutions slow down
-    once a call's activations spill out of cache (U-Net on 64² latents: 24 ms per slice
-    in batches of 4, 41 ms in batches of 64 on the 2-core reference machine).
+    skip connections), which over-estimates the small CPU nets used here. On CPU a call
+    is also capped at ``CPU_CALL_FLOATS`` finest-level activations (``fine_width``:
+    channels at the slices' own resolution): CPU convolutions slow down once a call's
+    activations spill out of cache (U-Net on 64² latents: 24 ms per slice in batches of
+    4, 41 ms in batches of 64 on the 2-core reference machine).
     """
-    per_slice = max(1, pixels_per_slice) * width * 8 * 4
-    n = max(1, budget // per_slice)
-    if cpu_width is not None:
-        n = min(n, max(1, CPU_CALL_FLOATS // (max(1, pixels_per_slice) * cpu_width)))
+    pixels = max(1, pixels_per_slice)
+    n = max(1, (DEFAULT_MEMORY_BUDGET if budget is None else budget) // (pixels * width * 8 * 4))
+    if torch.device(device).type == "cpu":
+        n = min(n, max(1, CPU_CALL_FLOATS // (pixels * fine_width)))
     return n
 
 

@@ -34,23 +34,18 @@ def interpolate_along(latent: torch.Tensor, axis: int, factor: int, *, periodic:
     return up.reshape(*shape[:-1], shape[-1] * factor).movedim(-1, dim)
 
 
-def _vae_width(vae) -> int:
-    return vae.config.base_channels * max(vae.config.channel_multipliers)
-
-
-def _chunk_kwargs(vae, x: torch.Tensor, memory_budget: int | None) -> dict:
-    kw = {} if memory_budget is None else {"budget": memory_budget}
-    if x.device.type == "cpu":
-        kw["cpu_width"] = vae.config.base_channels  # channels at full voxel resolution
-    return kw
+def _chunk(vae, pixels_per_slice: int, x: torch.Tensor, memory_budget: int | None) -> int:
+    """Slices per VAE call for slices of ``pixels_per_slice`` full-resolution pixels."""
+    cfg = vae.config
+    return chunk_size(pixels_per_slice, width=cfg.base_channels * max(cfg.channel_multipliers),
+                      fine_width=cfg.base_channels, device=x.device, budget=memory_budget)
 
 
 def decode_slices(vae, latents: torch.Tensor, *, periodic: bool = False, memory_budget: int | None = None) -> torch.Tensor:
     """Raw latent slices (N, C, h, w) → per-phase probabilities (N, P, h·f, w·f), chunked."""
     f = vae.config.downsample_factor
     padded, pads = pad_2d(latents, margin=2 if periodic else 0, periodic=periodic)
-    kw = _chunk_kwargs(vae, latents, memory_budget)
-    chunk = chunk_size(padded.shape[-1] * padded.shape[-2] * f * f, width=_vae_width(vae), **kw)
+    chunk = _chunk(vae, padded.shape[-1] * padded.shape[-2] * f * f, latents, memory_budget)
     probs = map_chunks(lambda z: torch.softmax(vae.decode(z), dim=1), padded, chunk)
     return crop_2d(probs, pads, scale=f)
 
@@ -60,8 +55,7 @@ def encode_slices(vae, onehot: torch.Tensor, *, periodic: bool = False, memory_b
     f = vae.config.downsample_factor
     margin = 2 * f if periodic else 0
     padded, pads = pad_2d(onehot, margin=margin, periodic=periodic)
-    kw = _chunk_kwargs(vae, onehot, memory_budget)
-    chunk = chunk_size(padded.shape[-1] * padded.shape[-2], width=_vae_width(vae), **kw)
+    chunk = _chunk(vae, padded.shape[-1] * padded.shape[-2], onehot, memory_budget)
     z = map_chunks(lambda x: vae.encode(x)[0], padded, chunk)
     return crop_2d(z, tuple(p // f for p in pads))
 

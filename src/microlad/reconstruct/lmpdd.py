@@ -14,22 +14,12 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from microlad.diffusion import make_sampler
 from microlad.reconstruct._chunks import chunk_size, crop_2d, map_chunks, pad_2d
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
 from microlad.reconstruct.coupling import coupled_output
 
 SamplerName = Literal["ddim", "ddpm"]
-
-
-def make_sampler(schedule, sampler: SamplerName, steps: int):
-    """The few-step deterministic DDIM sampler (default) or strided ancestral DDPM."""
-    from microlad.diffusion import AncestralSampler, DDIMSampler
-
-    if sampler == "ddim":
-        return DDIMSampler(schedule, num_steps=steps)
-    if sampler == "ddpm":
-        return AncestralSampler(schedule, num_steps=steps)
-    raise ValueError(f"unknown sampler {sampler!r}")
 
 
 def predict_slices(
@@ -50,11 +40,9 @@ def predict_slices(
     multiple = unet.config.size_multiple
     margin = 2 if periodic else 0
     padded, pads = pad_2d(slices, multiple=multiple, margin=margin, periodic=periodic)
-    width = unet.config.base_channels * max(unet.config.channel_multipliers)
-    kw = {} if memory_budget is None else {"budget": memory_budget}
-    if volume.device.type == "cpu":
-        kw["cpu_width"] = unet.config.base_channels
-    chunk = chunk_size(padded.shape[-1] * padded.shape[-2], width=width, **kw)
+    cfg = unet.config
+    chunk = chunk_size(padded.shape[-1] * padded.shape[-2], width=cfg.base_channels * max(cfg.channel_multipliers),
+                       fine_width=cfg.base_channels, device=volume.device, budget=memory_budget)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
@@ -95,7 +83,7 @@ def sample_latent_volume(
     periodic : wrap latent slices around their borders (periodic volume).
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
     """
-    s = make_sampler(schedule, sampler, steps)
+    s = make_sampler(schedule, sampler, steps)  # "ddim" or "ddpm" (ancestral)
     z = torch.randn(latent_shape, generator=generator, device=generator.device if generator else device).to(device)
     axes = axis_schedule(len(s))
     bar = tqdm(total=len(s), desc="L-MPDD", unit="step", disable=not progress, leave=False)
