@@ -35,25 +35,26 @@ VARIANTS = ["ddim50", "ddim25", "ddim100", "ddpm50", "average_axes", "refine0", 
             "harmonised_t300_h2", "eps_scale_1.06", "unit_std", "coupled", "coupled_ddpm50", "coupled_average_axes"]
 
 
-def ddim_loop(model, z, timesteps, axes, *, eps_scale=1.0):
-    """Plain DDIM (η = 0) L-MPDD over explicit ``timesteps``/``axes``, optional ε̂/λ."""
+def ddim_tail(model, z, sampler, start, *, axis_offset=0, eps_scale=1.0):
+    """Plain L-MPDD with ``sampler`` from step ``start`` to the end, optionally with ε̂/λ."""
     from microlad.reconstruct.lmpdd import predict_slices
 
-    acp = model.schedule.alphas_cumprod_f64
-    for i, (t, axis) in enumerate(zip(timesteps, axes)):
-        a_t = float(acp[t])
-        a_prev = float(acp[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
-        x0, eps = model.schedule.predict_x0_eps(z, predict_slices(model.unet, z, t, axis), t)
+    sch = model.schedule
+    for i in range(start, len(sampler)):
+        t = int(sampler.timesteps[i])
+        out = predict_slices(model.unet, z, t, (i - start + axis_offset) % 3)
+        a_t = float(sch.alphas_cumprod_f64[t])
         if eps_scale != 1.0 and a_t > 0.02:  # x̂0 from the scaled ε̂ is ill-conditioned as ᾱ → 0
+            _, eps = sch.predict_x0_eps(z, out, t)
             eps = eps / eps_scale
-            x0 = (z - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
-        z = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev) * eps
+            out = sch.training_target((z - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t), eps, t)
+        z = sampler.step(out, i, z)
     return z
 
 
 def make_volume(model, variant: str, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(matched labels, raw labels, latent std) for one variant and seed."""
-    from microlad.diffusion import make_timesteps
+    from microlad.diffusion import DDIMSampler
     from microlad.reconstruct import decode_volume, refine_volume, training_fractions
     from microlad.reconstruct._chunks import channels_last
     from microlad.reconstruct.decode import match_fractions
@@ -67,19 +68,18 @@ def make_volume(model, variant: str, seed: int, size: int) -> tuple[np.ndarray, 
     steps = {"ddim25": 25, "ddim100": 100}.get(variant, 50)
     coupled = variant.startswith("coupled")
     refine = {"refine0": 0, "refine4": 4}.get(variant, 1)
-    T = model.schedule.num_train_timesteps
     with torch.inference_mode():
         if variant in ("harmonised_t300_h2", "eps_scale_1.06"):
             z = torch.randn(shape, generator=gen)
-            ts = make_timesteps(T, steps).tolist()
-            z = ddim_loop(model, z, ts, [i % 3 for i in range(len(ts))], eps_scale=1.06 if variant.startswith("eps") else 1.0)
-            if variant.startswith("harmonised"):
+            sampler = DDIMSampler(model.schedule, steps)
+            z = ddim_tail(model, z, sampler, 0, eps_scale=1.06 if variant.startswith("eps") else 1.0)
+            if variant.startswith("harmonised"):  # re-noise to t_h = 300, denoise the schedule's tail again
                 t_h = 300
                 a = float(model.schedule.alphas_cumprod_f64[t_h])
-                sub = [t for t in ts if t <= t_h]
+                start = next(i for i, t in enumerate(sampler.timesteps.tolist()) if t <= t_h)
                 for h in range(2):
                     z = math.sqrt(a) * z + math.sqrt(1 - a) * torch.randn(shape, generator=gen)
-                    z = ddim_loop(model, z, sub, [(i + h + 1) % 3 for i in range(len(sub))])
+                    z = ddim_tail(model, z, sampler, start, axis_offset=h + 1)
         else:
             z = sample_latent_volume(unet, model.schedule, shape, steps=steps, sampler="ddpm" if variant.endswith("ddpm50") else "ddim",
                                      average_axes=variant.endswith("average_axes"), slice_coupling=coupled,
