@@ -14,16 +14,9 @@ from microlad.physics import solve_transport
 tf = pytest.importorskip("taufactor")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """TauFactor on one thread: on the shared 2-core machine its 2-thread SOR loop slows
-    down >10x whenever another process is busy (measured 4.6 s vs 67 s on Leopard)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# TauFactor on one thread: on the shared 2-core machine its 2-thread SOR loop slows down
+# >10x whenever another process is busy (measured 4.6 s vs 67 s on Leopard).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _taufactor_tau(solver) -> float:
