@@ -45,3 +45,16 @@ def test_properties_report_schema_and_known_values():
     img = rep2 = properties(vol[0], transport=False)
     assert set(img["phases"]["0"]["s2"]) == {"radial"} and set(img["phases"]["0"]["percolates"]) == {"y", "x"}
     assert "tortuosity" not in rep2["phases"]["0"]
+
+
+def test_fidelity_signed_errors_and_their_standard_error():
+    ref = [random_field_labels((256, 256), fractions=(0.7, 0.3), correlation_length=3, seed=0)]
+    coarse = [random_field_labels((48, 48, 48), fractions=(0.7, 0.3), correlation_length=6, seed=s) for s in (1, 2, 3, 4)]
+    f = s2_fidelity(coarse, ref, n_phases=2)
+    assert np.all(f.signed_errors > 0.02)  # larger features: S2 sums above the reference's
+    np.testing.assert_allclose(np.abs(f.signed_errors), f.errors, rtol=1e-12)
+    # the standard error is the spread of the single volumes' signed errors over √n
+    singles = np.stack([s2_fidelity([v], ref, n_phases=2).signed_errors for v in coarse])
+    np.testing.assert_allclose(f.signed_errors, singles.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(f.standard_errors, singles.std(axis=0, ddof=1) / 2.0, rtol=1e-10)
+    assert np.all(np.isnan(s2_fidelity(coarse[:1], ref, n_phases=2).standard_errors))
