@@ -65,7 +65,7 @@ def test_lmpdd_feeds_the_unet_slices_along_z_y_x_in_turn(tiny_model):
     shape = (4, 2, 4, 6)  # C, d, h, w: all different
     sample_latent_volume(Spy(), tiny_model.schedule, shape, steps=5, progress=False, generator=torch.Generator().manual_seed(0))
     # U-Net size multiple is 2: sides are padded up to even (2, 4, 6 already are)
-    assert seen == [(2, 4, 4, 6), (4, 4, 2, 6), (6, 4, 2, 4), (2, 4, 4, 6), (4, 4, 2, 6)]
+    assert seen == [(2, 4, 4, 6), (4, 4, 6, 2), (6, 4, 2, 4), (2, 4, 4, 6), (4, 4, 6, 2)]  # y-slices are (X, Z)
 
 
 def test_lmpdd_with_an_oracle_denoiser_recovers_the_clean_volume(tiny_model):
@@ -101,10 +101,20 @@ def test_decode_volume_matches_direct_slice_decoding(tiny_model):
         zs = F.interpolate(lat.permute(0, 2, 3, 1).reshape(1, -1, 2), scale_factor=4, mode="linear").reshape(4, 3, 4, 8).permute(0, 3, 1, 2)
         pz = torch.softmax(vae.decode(zs[:, 5][None]), 1)[0, :, 7, 9]
         ys = F.interpolate(lat.permute(0, 1, 3, 2).reshape(1, -1, 3), scale_factor=4, mode="linear").reshape(4, 2, 4, 12).permute(0, 1, 3, 2)
-        py = torch.softmax(vae.decode(ys[:, :, 7][None]), 1)[0, :, 5, 9]
+        py = torch.softmax(vae.decode(ys[:, :, 7].transpose(1, 2)[None]), 1)[0, :, 9, 5]  # y-slices laid out (X, Z)
         xs = F.interpolate(lat.reshape(1, -1, 4), scale_factor=4, mode="linear").reshape(4, 2, 3, 16)
         px = torch.softmax(vae.decode(xs[..., 9][None]), 1)[0, :, 5, 7]
     torch.testing.assert_close(probs[:, 5, 7, 9], (pz + py + px) / 3, atol=1e-5, rtol=1e-4)
+
+
+def test_decoding_and_refinement_treat_the_axes_alike(tiny_model):
+    """Relabelling the axes cyclically (z → y → x → z) commutes with decoding and refinement."""
+    vae = tiny_model.vae
+    lat = torch.randn(4, 2, 3, 4)
+    relabel = lambda v: v.permute(0, 3, 1, 2)  # noqa: E731  new (z, y, x) = old (x, z, y)
+    probs = decode_volume(vae, lat)
+    torch.testing.assert_close(decode_volume(vae, relabel(lat)), relabel(probs), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(refine_volume(vae, relabel(probs), 1), relabel(refine_volume(vae, probs, 1)), atol=1e-6, rtol=1e-5)
 
 
 def test_chunked_and_unchunked_decoding_agree(tiny_model):
