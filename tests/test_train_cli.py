@@ -48,6 +48,9 @@ def test_cli_train_writes_model_and_prints_summary(files, capsys):
     assert not [p for p in files.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".pickle")]
     for key in ("model:", "VAE: 10 steps", "accuracy", "LDM: 10 steps", "time:"):
         assert key in stdout
+    # the whole image's pixel fractions (what reconstruct matches), not the patch mean
+    img = np.load(files / "a.npy")
+    assert f"volume fractions [{np.mean(img == 0):.3f}, {np.mean(img == 255):.3f}]" in stdout
     from microlad.pipeline import load_model
 
     model = load_model(out)

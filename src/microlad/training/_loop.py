@@ -37,7 +37,7 @@ from microlad.training._options import (
     TrainOptions,
     lr_at,
 )
-from microlad.training._stats import patch_statistics, reconstruction_report
+from microlad.training._stats import encoder_moments, heldout_reconstruction, patch_statistics
 
 __all__ = ["train"]
 
@@ -421,27 +421,15 @@ class _Trainer:
         vae, opts, p = self.vae, self.opts, self.labels.n_phases
         vae.eval()
         gen = torch.Generator().manual_seed(_derive_seed(self.run_cfg["seed"], "stats"))
-        s1 = s2 = None
-        count = 0
-        label_chunks = []
-        for start in range(0, opts.stats_patches, 64):
-            lab = self.sampler.sample_labels(min(64, opts.stats_patches - start), gen)
-            label_chunks.append(lab.numpy())
-            mean, _ = vae.encode(_onehot(lab, p).to(self.dev))
-            m = mean.double()
-            s1 = m.sum((0, 2, 3)) if s1 is None else s1 + m.sum((0, 2, 3))
-            s2 = m.square().sum((0, 2, 3)) if s2 is None else s2 + m.square().sum((0, 2, 3))
-            count += m.shape[0] * m.shape[2] * m.shape[3]
-        shift = s1 / count
-        scale = (s2 / count - shift.square()).clamp_min(0).sqrt().clamp_min(1e-6)
-        shift, scale = shift.float(), scale.float()
+        batches = (self.sampler.sample_labels(min(64, opts.stats_patches - start), gen) for start in range(0, opts.stats_patches, 64))
+        shift, scale, patches = encoder_moments(vae, batches, p, self.dev)
         self.ctx.broadcast_(shift)
         self.ctx.broadcast_(scale)
         vae.set_latent_stats(shift, scale)
 
         stats: dict[str, Any] = {}
         if self.ctx.is_main:
-            stats = patch_statistics(np.concatenate(label_chunks), p)
+            stats = patch_statistics(patches, p)
             stats["n_phases"] = p
             # pixel-weighted over the whole inputs (patch positions over-weight image centres)
             stats["image_volume_fraction"] = self.labels.phase_fractions().tolist()
@@ -449,15 +437,7 @@ class _Trainer:
             stats["latent_shift"] = shift.tolist()
             stats["latent_scale"] = scale.tolist()
             held = PatchSampler(self.labels, patch=self.run_cfg["patch"], augment=False)
-            hgen = torch.Generator().manual_seed(opts.heldout_seed)
-            true, recon = [], []
-            for start in range(0, opts.heldout_patches, 64):
-                lab = held.sample_labels(min(64, opts.heldout_patches - start), hgen)
-                mean, _ = vae.encode(_onehot(lab, p).to(self.dev))
-                recon.append(vae.decode(mean).argmax(1).to(torch.uint8).cpu().numpy())
-                true.append(lab.numpy())
-            rep = reconstruction_report(np.concatenate(true), np.concatenate(recon), p)
-            rep["heldout_seed"] = opts.heldout_seed
+            rep = heldout_reconstruction(vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
             stats["vae_reconstruction"] = rep
             acc = ", ".join(f"{a:.3f}" if a is not None else "n/a" for a in rep["accuracy"])
             log.info("VAE reconstruction on %d held-out patches: accuracy per phase [%s], pixel accuracy %.4f",
@@ -665,9 +645,3 @@ class _Trainer:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CheckpointError(f"{self.out_dir}: checkpoint does not match this model ({type(exc).__name__}: {first[:200]}); restart without --resume") from None
         log.info("resuming from %s: stage %s, VAE step %d, LDM step %d", self.out_dir, self.stage, self.vae_step, self.ldm_step)
-
-
-def _onehot(labels: torch.Tensor, n_phases: int) -> torch.Tensor:
-    from microlad.data import onehot
-
-    return onehot(labels, n_phases, dim=1)

@@ -1,13 +1,15 @@
-"""Statistics of training patches and of VAE reconstructions (numpy descriptors)."""
+"""Statistics of training patches, of the VAE's latents and of its reconstructions."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+import torch
 
+from microlad.data import PatchSampler, onehot
 from microlad.descriptors import s2_error, s2_radial, specific_surface_area
 
-__all__ = ["patch_statistics", "reconstruction_report", "S2_PERIODIC"]
+__all__ = ["encoder_moments", "heldout_reconstruction", "patch_statistics", "reconstruction_report", "S2_PERIODIC"]
 
 #: Patches are crops, not periodic cells: S2 is the overlap-normalised (non-periodic) one.
 S2_PERIODIC = False
@@ -88,3 +90,41 @@ def reconstruction_report(true: np.ndarray, recon: np.ndarray, n_phases: int, *,
         "vf_error": vf_err,
         "s2_error": s2_err,
     }
+
+
+@torch.no_grad()
+def encoder_moments(vae, label_batches: Iterable[torch.Tensor], n_phases: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Per-channel mean and std of the encoder means over ``label_batches`` (each (B, H, W)).
+
+    These normalise the latents to zero mean and unit std for the diffusion model
+    (sums in float64). Returns ``(shift, scale, labels)``: two float32 (C,) tensors and
+    the concatenated label patches (N, H, W) for :func:`patch_statistics`.
+    """
+    s1 = s2 = None
+    count = 0
+    chunks = []
+    for lab in label_batches:
+        chunks.append(lab.numpy())
+        m = vae.encode(onehot(lab, n_phases, dim=1).to(device))[0].double()
+        s1 = m.sum((0, 2, 3)) if s1 is None else s1 + m.sum((0, 2, 3))
+        s2 = m.square().sum((0, 2, 3)) if s2 is None else s2 + m.square().sum((0, 2, 3))
+        count += m.shape[0] * m.shape[2] * m.shape[3]
+    shift = s1 / count
+    scale = (s2 / count - shift.square()).clamp_min(0).sqrt().clamp_min(1e-6)
+    return shift.float(), scale.float(), np.concatenate(chunks)
+
+
+@torch.no_grad()
+def heldout_reconstruction(vae, sampler: PatchSampler, n: int, seed: int, device: torch.device) -> dict[str, Any]:
+    """:func:`reconstruction_report` of encode → decode (posterior mean, argmax) on ``n``
+    patches drawn from ``sampler`` with ``seed``; the report also records ``heldout_seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    true, recon = [], []
+    for start in range(0, n, 64):
+        lab = sampler.sample_labels(min(64, n - start), gen)
+        mean, _ = vae.encode(onehot(lab, sampler.n_phases, dim=1).to(device))
+        recon.append(vae.decode(mean).argmax(1).to(torch.uint8).cpu().numpy())
+        true.append(lab.numpy())
+    rep = reconstruction_report(np.concatenate(true), np.concatenate(recon), sampler.n_phases)
+    rep["heldout_seed"] = seed
+    return rep
