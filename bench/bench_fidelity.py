@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from microlad.defaults import RECONSTRUCT_STEPS  # noqa: E402
 from _common import machine, save  # noqa: E402
 
 PAPER = {"carbonate": 4.62, "sofc": 10.81}
@@ -30,7 +31,7 @@ def main() -> None:
     ap.add_argument("--name", required=True)
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=RECONSTRUCT_STEPS)
     ap.add_argument("--refine", type=int, default=1)
     ap.add_argument("--seed", type=int, default=1000)
     args = ap.parse_args()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from microlad.defaults import RECONSTRUCT_STEPS  # noqa: E402
 from _common import SHARED_DATA, machine, save  # noqa: E402
 
 AXES = ("z", "y", "x")
@@ -47,7 +48,7 @@ def main() -> None:
     ap.add_argument("--phase", type=int, default=0, help="phase of interest (Berea: 0 = pore)")
     ap.add_argument("-n", type=int, default=4)
     ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=RECONSTRUCT_STEPS)
     ap.add_argument("--refine", type=int, default=1)
     ap.add_argument("--name", default="berea")
     args = ap.parse_args()

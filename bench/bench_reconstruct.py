@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from microlad.defaults import RECONSTRUCT_STEPS  # noqa: E402
 from _common import machine, peak_rss_mib, save  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model_dir")
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--steps", type=int, default=RECONSTRUCT_STEPS)
     ap.add_argument("--refine", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--average-axes", action="store_true", help=argparse.SUPPRESS)

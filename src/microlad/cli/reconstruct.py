@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import typer
 
+from microlad.defaults import REFINE_PASSES, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -22,8 +23,8 @@ def reconstruct(
     model_dir: str = typer.Argument(..., help="Model directory written by `microlad train`, or a bundled model name (e.g. sofc-anode)."),
     shape: Tuple[int, int, int] = typer.Option(..., "--shape", help="Volume size D H W in voxels (multiples of the VAE factor).", show_default=False),
     n: int = typer.Option(1, "-n", "--n", help="Number of volumes."),
-    steps: int = typer.Option(50, "--steps", help="Sampler steps (each slices along one axis: z, y, x, z, ...)."),
-    refine: int = typer.Option(1, "--refine", help="Three-axis refinement iterations (encode → decode every voxel slice along z, y, x)."),
+    steps: int = typer.Option(RECONSTRUCT_STEPS, "--steps", help="DDIM sampler steps (each slices along one axis: z, y, x, z, ...)."),
+    refine: int = typer.Option(REFINE_PASSES, "--refine", help="Three-axis refinement iterations (encode → decode every voxel slice along z, y, x)."),
     seed: int = typer.Option(0, "--seed", help="Seed of volume 0; volume i uses seed + i."),
     sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ddpm (ancestral)."),
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),

@@ -8,6 +8,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
+from microlad.defaults import REFINE_PASSES, RECONSTRUCT_STEPS
 from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
@@ -49,9 +50,9 @@ def reconstruct(
     *,
     n: int = 1,
     seed: int = 0,
-    steps: int = 50,
+    steps: int = RECONSTRUCT_STEPS,
     sampler: Literal["ddim", "ddpm"] = "ddim",
-    refine: int = 1,
+    refine: int = REFINE_PASSES,
     average_axes: bool = False,
     slice_coupling: bool = True,
     periodic: bool = False,
@@ -62,7 +63,8 @@ def reconstruct(
 ) -> list[Reconstruction]:
     """Generate ``n`` volumes of ``shape`` (D, H, W) with L-MPDD + three-axis refinement.
 
-    Volume i uses seed ``seed + i``. ``refine`` is the number K of three-axis refinement
+    Volume i uses seed ``seed + i``. ``steps``: DDIM steps (default 25: the same fidelity as
+    50 at half the time, :mod:`microlad.defaults`). ``refine`` is the number K of three-axis refinement
     passes (default 1: on the bundled SOFC model the first pass changes 0.7 % of the
     voxels of a 64³ volume, the second 0.14 %, and the slice-S2 fidelity is the same for
     K = 0, 2 and 4; each pass costs ~50 s at 256³ on 2 CPU cores). Sides must be multiples of the VAE factor; any size

@@ -14,6 +14,7 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
+from microlad.defaults import RECONSTRUCT_STEPS
 from microlad.diffusion import make_sampler
 from microlad.reconstruct._chunks import chunk_size, crop_2d, map_chunks, pad_2d
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
@@ -58,7 +59,7 @@ def sample_latent_volume(
     schedule,
     latent_shape: tuple[int, int, int, int],
     *,
-    steps: int = 50,
+    steps: int = RECONSTRUCT_STEPS,
     sampler: SamplerName = "ddim",
     average_axes: bool = False,
     slice_coupling: bool = True,
