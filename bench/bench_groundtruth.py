@@ -81,7 +81,7 @@ def main() -> None:
     rows = [
         f"## Ground truth: {args.name} (`bench/bench_groundtruth.py`)",
         "",
-        f"Model `{args.model_dir}` trained on 2D slices of `{Path(args.volume).name}` only. {args.n} reconstructions of {s}³ "
+        f"Model `{args.model_dir}` trained on 2D slices of `{Path(args.volume).name}` only. {args.n} reconstructions of {s}³ (DDIM {args.steps} steps, refine {args.refine}) "
         f"({per_volume['default']:.0f} s each) per variant vs the truth's {len(crops)} non-overlapping {s}³ sub-volumes; phase {args.phase}. "
         "`default`: isotropic slice coupling, VF matched to the training slices' fractions (both defaults); `plain`: the paper's L-MPDD "
         "without coupling (`--no-slice-coupling`), VF matched. "

@@ -135,7 +135,7 @@ def main() -> None:
         "",
         f"{args.n} volumes of {args.size}³ per variant from `{args.model_dir}` (seeds 1000…), reference `{Path(args.image).name}`, "
         f"paper S2 metric (cutoff {args.size // 2}, non-periodic); load avg {info['load_average_1min']}. Variants other than the first "
-        "change one thing from plain L-MPDD with DDIM 50, cycled axes, K = 1; `coupled` is the library default. `signed` = (A_gen − A_ref)/A_ref per phase, mean over axes.",
+        "change one thing from plain L-MPDD with DDIM 50, cycled axes, K = 1; `coupled` is the library's sampler (its default is 25 DDIM steps; here 50, like the others). `signed` = (A_gen − A_ref)/A_ref per phase, mean over axes.",
         "",
         "| variant | latent std | max S2 error, VF matched | signed per phase, matched (%) | max S2 error, raw | signed per phase, raw (%) | VF per phase, raw |",
         "|---|---|---|---|---|---|---|",
