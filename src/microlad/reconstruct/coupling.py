@@ -18,7 +18,7 @@ re-derived from the coupled x̂0 so any sampler step applies unchanged. Turn it 
 What the measurements say (BENCHMARKS.md and the session notes): the coarse σ grid
 matters. Its first steps (σ = 0.25 → 0.5) lift the cross-slice correlation well past the
 target, most at low noise, and that overshoot is what removes the feature-size bias
-(SOFC 64³: max S2 error 9.7 → 3.7 %; carbonate 9.9 → 2.5 %). Matching the target exactly
+(10 × 64³, 25 steps, VF matched: max S2 error SOFC 9.0 → 2.7 %, carbonate 9.2 → 1.0 %). Matching the target exactly
 (bisection on σ) only halves the bias (slice S2 sums still 3–7 % low). The overshoot of
 the last step leaves the latent volume slightly anisotropic: the last-coupled axis has
 the highest lag-1 correlation (carbonate, 12 volumes: 0.33 along y vs 0.25 / 0.22 with 50
