@@ -19,7 +19,6 @@ averaged orientations.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import machine, model_image_parser, save  # noqa: E402
 
 VARIANTS = ["ddim50", "ddim25", "ddim100", "ddpm50", "average_axes", "refine0", "refine4",
             "harmonised_t300_h2", "eps_scale_1.06", "unit_std", "coupled", "coupled_ddpm50", "coupled_average_axes"]
@@ -55,7 +54,7 @@ def ddim_tail(model, z, sampler, start, *, axis_offset=0, eps_scale=1.0):
 def make_volume(model, variant: str, seed: int, size: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(matched labels, raw labels, latent std) for one variant and seed."""
     from microlad.diffusion import DDIMSampler
-    from microlad.reconstruct import decode_volume, refine_volume, training_fractions
+    from microlad.reconstruct import latents_to_probabilities, refine_probabilities, training_fractions
     from microlad.reconstruct._chunks import channels_last
     from microlad.reconstruct.decode import match_fractions
     from microlad.reconstruct.lmpdd import sample_latent_volume
@@ -87,24 +86,15 @@ def make_volume(model, variant: str, seed: int, size: int) -> tuple[np.ndarray, 
         std = float(z.std(dim=(1, 2, 3)).mean())
         if variant == "unit_std":
             z = (z - z.mean(dim=(1, 2, 3), keepdim=True)) / z.std(dim=(1, 2, 3), keepdim=True)
-        raw = z * vae.latent_scale.view(-1, 1, 1, 1) + vae.latent_shift.view(-1, 1, 1, 1)
-        probs = decode_volume(vae, raw)
+        probs = latents_to_probabilities(vae, z)
     target = torch.tensor(training_fractions(model))
-    out = []
-    for match in (True, False):
-        p = match_fractions(probs, target) if match else probs
-        p = refine_volume(vae, p, refine)
-        if match and refine:
-            p = match_fractions(p, target)
-        out.append(p.argmax(0).to(torch.uint8).numpy())
-    return out[0], out[1], std
+    matched = refine_probabilities(vae, match_fractions(probs, target), refine, target)  # as reconstruct(match_vf=True)
+    raw = refine_probabilities(vae, probs, refine)
+    return matched.argmax(0).to(torch.uint8).numpy(), raw.argmax(0).to(torch.uint8).numpy(), std
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model_dir")
-    ap.add_argument("image")
-    ap.add_argument("--name", required=True)
+    ap = model_image_parser(__doc__)
     ap.add_argument("-n", type=int, default=4)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
@@ -124,8 +114,7 @@ def main() -> None:
         res = {"seconds_per_volume": (time.perf_counter() - t0) / args.n, "latent_std": float(np.mean([x[2] for x in vols]))}
         for k, key in ((0, "matched"), (1, "raw")):
             fid = s2_fidelity([x[k] for x in vols], [ref], n_phases=P, cutoff=args.size // 2)
-            a_gen, a_ref = fid.s2_generated.sum(-1), fid.s2_reference.sum(-1)[:, None]
-            res[key] = {"max": fid.max_error, "signed": ((a_gen - a_ref) / a_ref).mean(1).tolist(), "vf": fid.vf_generated.mean(1).tolist()}
+            res[key] = {"max": fid.max_error, "signed": fid.signed_errors.mean(1).tolist(), "vf": fid.vf_generated.mean(1).tolist()}
         results[v] = res
         print(v, res, flush=True)
     info = machine()

@@ -1,6 +1,13 @@
 """3D reconstruction from a 2D-trained model: L-MPDD, decoding, three-axis refinement."""
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
-from microlad.reconstruct.api import Reconstruction, check_shape, reconstruct, training_fractions
+from microlad.reconstruct.api import (
+    Reconstruction,
+    check_shape,
+    latents_to_probabilities,
+    reconstruct,
+    refine_probabilities,
+    training_fractions,
+)
 from microlad.reconstruct.decode import decode_volume, interpolate_along, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
 
@@ -12,7 +19,9 @@ __all__ = [
     "decode_volume",
     "from_slices",
     "interpolate_along",
+    "latents_to_probabilities",
     "reconstruct",
+    "refine_probabilities",
     "refine_volume",
     "sample_latent_volume",
     "to_slices",

@@ -112,15 +112,9 @@ def reconstruct(
             slice_coupling=slice_coupling, periodic=periodic, generator=gen, device=device, memory_budget=memory_budget, progress=progress,
         )
         t1 = time.perf_counter()
-        with torch.inference_mode():
-            raw = z * vae.latent_scale.view(-1, 1, 1, 1) + vae.latent_shift.view(-1, 1, 1, 1)  # denormalize (C, d, h, w)
-            probs = decode_volume(vae, raw, periodic=periodic, memory_budget=memory_budget, progress=progress)
-            if target_vf is not None:
-                probs = match_fractions(probs, target_vf)
+        probs = latents_to_probabilities(vae, z, target_vf, periodic=periodic, memory_budget=memory_budget, progress=progress)
         t2 = time.perf_counter()
-        probs = refine_volume(vae, probs, refine, periodic=periodic, memory_budget=memory_budget, progress=progress)
-        if target_vf is not None and refine:
-            probs = match_fractions(probs, target_vf)
+        probs = refine_probabilities(vae, probs, refine, target_vf, periodic=periodic, memory_budget=memory_budget, progress=progress)
         t3 = time.perf_counter()
         labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
         results.append(
@@ -132,6 +126,24 @@ def reconstruct(
             )
         )
     return results
+
+
+@torch.inference_mode()
+def latents_to_probabilities(vae, z: torch.Tensor, target_vf: torch.Tensor | None = None, **kw) -> torch.Tensor:
+    """Normalised latent volume (C, d, h, w) → voxel probabilities (P, D, H, W): de-normalise,
+    decode along the three axes (:func:`~microlad.reconstruct.decode.decode_volume`, which
+    takes ``periodic``, ``memory_budget``, ``progress``) and, if ``target_vf`` is given,
+    match the phase fractions to it."""
+    raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)  # z-slices (d, C, h, w) are a batch
+    probs = decode_volume(vae, raw, **kw)
+    return probs if target_vf is None else match_fractions(probs, target_vf)
+
+
+def refine_probabilities(vae, probs: torch.Tensor, refine: int, target_vf: torch.Tensor | None = None, **kw) -> torch.Tensor:
+    """``refine`` three-axis refinement passes (:func:`~microlad.reconstruct.decode.refine_volume`),
+    then the phase fractions matched to ``target_vf`` again if given and ``refine`` > 0."""
+    probs = refine_volume(vae, probs, refine, **kw)
+    return match_fractions(probs, target_vf) if target_vf is not None and refine else probs
 
 
 def training_fractions(model) -> list[float] | None:
