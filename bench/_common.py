@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark scripts: machine info and result files."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -10,6 +11,15 @@ from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED_DATA = Path(os.environ.get("MICROLAD_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data")).resolve()
+
+
+def model_image_parser(doc: str | None = None) -> argparse.ArgumentParser:
+    """Argument parser with the positional MODEL_DIR and IMAGE (training image) and ``--name``."""
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("model_dir")
+    ap.add_argument("image")
+    ap.add_argument("--name", required=True)
+    return ap
 
 
 def machine() -> dict:

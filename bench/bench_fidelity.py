@@ -9,7 +9,6 @@ Paper (64³, L-MPDD): carbonate 4.62 %, SOFC 10.81 %. Goals: ≤ 2 % and ≤ 5 %
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,17 +17,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from microlad.defaults import RECONSTRUCT_STEPS  # noqa: E402
-from _common import machine, save  # noqa: E402
+from _common import machine, model_image_parser, save  # noqa: E402
 
 PAPER = {"carbonate": 4.62, "sofc": 10.81}
 GOAL = {"carbonate": 2.0, "sofc": 5.0}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model_dir")
-    ap.add_argument("image")
-    ap.add_argument("--name", required=True)
+    ap = model_image_parser(__doc__)
     ap.add_argument("-n", type=int, default=10)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=RECONSTRUCT_STEPS)

@@ -11,21 +11,17 @@ DDIM samples (50 steps) at the training patch size against the whole training im
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import machine, model_image_parser, save  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model_dir")
-    ap.add_argument("image")
-    ap.add_argument("--name", required=True)
+    ap = model_image_parser(__doc__)
     ap.add_argument("--samples", type=int, default=64)
     ap.add_argument("--note", default="", help="free text, e.g. the machine load during training")
     args = ap.parse_args()
