@@ -65,12 +65,13 @@ def reconstruct(
     torch.manual_seed(seed)
     # --match-vf (default) matches when the model stores training fractions (every trained model does)
     target = list(vf) if vf else (training_fractions(model) if match_vf else None)
+    match = target if target is not None else False  # also False when the model stores no fractions
     written = []
     for i in mine:
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, slice_coupling=slice_coupling, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
-            match_vf=target if target is not None else False,
+            match_vf=match,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -79,7 +80,7 @@ def reconstruct(
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "periodic": periodic, "device": str(device),
-                       "match_vf": target if target is not None else False},
+                       "match_vf": match},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

@@ -97,6 +97,7 @@ def train(
         torch.set_num_threads(threads)
     from microlad.data import as_label_images
     from microlad.io import read_image
+    from microlad.reconstruct import training_fractions
     from microlad.training import train as run
 
     segs = [read_image(p, key=key) for p in images]
@@ -118,8 +119,7 @@ def train(
     vae_l, ldm_l = losses.get("vae", {}), losses.get("ldm", {})
     typer.echo(f"model: {out} (config.json, vae.safetensors, unet_ema.safetensors; checkpoint train_state.safetensors/.json)")
     # whole-image fractions (what `reconstruct` matches); the patch mean over-weights image centres
-    vf = stats.get("image_volume_fraction") or stats.get("volume_fraction")
-    typer.echo(f"inputs: {', '.join(str(p) for p in images)}; {labels.n_phases} phases, volume fractions {_fmt(vf)}")
+    typer.echo(f"inputs: {', '.join(str(p) for p in images)}; {labels.n_phases} phases, volume fractions {_fmt(training_fractions(model))}")
     typer.echo(
         f"VAE: {steps.get('vae', 0)} steps, final loss {vae_l.get('loss', float('nan')):.4f} "
         f"(CE {vae_l.get('ce', float('nan')):.4f}, KL {vae_l.get('kl', float('nan')):.4f}); "

@@ -100,14 +100,14 @@ def encoder_moments(vae, label_batches: Iterable[torch.Tensor], n_phases: int, d
     (sums in float64). Returns ``(shift, scale, labels)``: two float32 (C,) tensors and
     the concatenated label patches (N, H, W) for :func:`patch_statistics`.
     """
-    s1 = s2 = None
+    s1 = s2 = 0.0
     count = 0
     chunks = []
     for lab in label_batches:
         chunks.append(lab.numpy())
         m = vae.encode(onehot(lab, n_phases, dim=1).to(device))[0].double()
-        s1 = m.sum((0, 2, 3)) if s1 is None else s1 + m.sum((0, 2, 3))
-        s2 = m.square().sum((0, 2, 3)) if s2 is None else s2 + m.square().sum((0, 2, 3))
+        s1 = s1 + m.sum((0, 2, 3))
+        s2 = s2 + m.square().sum((0, 2, 3))
         count += m.shape[0] * m.shape[2] * m.shape[3]
     shift = s1 / count
     scale = (s2 / count - shift.square()).clamp_min(0).sqrt().clamp_min(1e-6)
