@@ -34,7 +34,7 @@ def main() -> None:
 
     from microlad.evaluate import s2_fidelity
     from microlad.io import read_image
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     model = load_model(args.model_dir)
     ref = read_image(args.image).labels

@@ -54,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from microlad.io import read_image
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     truth = read_image(args.volume).labels
     s, cutoff = args.size, args.size // 4

@@ -21,7 +21,7 @@ from _common import machine, peak_rss_mib, save  # noqa: E402
 
 
 def one_run(model_dir: str, size: int, steps: int, refine: int, average_axes: bool) -> dict:
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
     from microlad.reconstruct import reconstruct
 
     model = load_model(model_dir)

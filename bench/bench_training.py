@@ -28,10 +28,10 @@ def main() -> None:
 
     from microlad.descriptors import s2_error, s2_radial, volume_fraction
     from microlad.io import read_image
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     model = load_model(args.model_dir)
-    rep = model.training_stats["report"]
+    rep = model.training_stats.report
     ref = read_image(args.image).labels
     size = model.patch_size
     c = size // 2
@@ -41,22 +41,22 @@ def main() -> None:
                           s2_radial(ref, phase=p, cutoff=c, periodic=False))) for p in range(p_count)]
     vf_s = np.mean([volume_fraction(s, n_phases=p_count) for s in samples], axis=0)
     vf_r = volume_fraction(ref, n_phases=p_count)
-    t = rep["time_s"]
-    losses = rep["final_losses"]
-    acc = rep["vae_reconstruction"]
+    t = rep.time_s
+    losses = rep.final_losses
+    acc = rep.vae_reconstruction
     rows = [
         f"## Training: {args.name} (`microlad train`, summarised by `bench/bench_training.py`)",
         "",
-        f"Input `{Path(args.image).name}`; patch {size}, batch {rep['batch']}, VAE {rep['steps']['vae']} steps, "
-        f"latent DDPM {rep['steps']['ldm']} steps, seed {rep['seed']}, device {rep['device']}. {args.note}",
+        f"Input `{Path(args.image).name}`; patch {size}, batch {rep.batch}, VAE {rep.steps['vae']} steps, "
+        f"latent DDPM {rep.steps['ldm']} steps, seed {rep.seed}, device {rep.device}. {args.note}",
         "",
         "| wall time (VAE / stats / LDM / total) | final VAE CE / KL | final LDM loss | VAE held-out pixel accuracy | per-phase accuracy |",
         "|---|---|---|---|---|",
         f"| {t['vae']:.0f} / {t['stats']:.0f} / {t['ldm']:.0f} / **{t['total'] / 60:.1f} min** | {losses['vae']['ce']:.4f} / {losses['vae']['kl']:.3f} | "
-        f"{losses['ldm']['loss']:.4f} | {acc['pixel_accuracy']:.4f} | {', '.join(f'{a:.4f}' for a in acc['accuracy'])} |",
+        f"{losses['ldm']['loss']:.4f} | {acc.pixel_accuracy:.4f} | {', '.join(f'{a:.4f}' for a in acc.accuracy)} |",
         "",
-        f"VAE reconstructions of held-out patches: VF error {', '.join(f'{v:.4f}' for v in acc['vf_error'])}, "
-        f"S2 error {', '.join(f'{v * 100:.2f} %' for v in acc['s2_error'])} (per phase).",
+        f"VAE reconstructions of held-out patches: VF error {', '.join(f'{v:.4f}' for v in acc.vf_error)}, "
+        f"S2 error {', '.join(f'{v * 100:.2f} %' for v in acc.s2_error)} (per phase).",
         "",
         f"2D prior ({args.samples} DDIM-50 samples of {size}²) vs the training image: VF {', '.join(f'{v:.3f}' for v in vf_s)} "
         f"(image {', '.join(f'{v:.3f}' for v in vf_r)}); S2 error per phase {', '.join(f'{e * 100:.1f} %' for e in err)}.",

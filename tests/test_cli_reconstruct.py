@@ -15,7 +15,7 @@ from cli_helpers import assert_one_line_error, run_cli
 def model_dir(tmp_path_factory):
     from microlad.diffusion import DDPMSchedule
     from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
-    from microlad.pipeline import MicroladModel
+    from microlad.model import MicroladModel
 
     torch.manual_seed(0)
     vae = CategoricalVAE(VAEConfig(n_phases=2, base_channels=8, norm_groups=4))

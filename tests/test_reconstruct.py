@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from microlad.errors import ShapeError
+from microlad.metadata import TrainingStats
 from microlad.reconstruct import (
     axis_schedule,
     decode_volume,
@@ -32,6 +33,7 @@ def tiny_model():
 
     m = M()
     m.vae, m.unet, m.schedule, m.grey_values = vae, unet, DDPMSchedule(), (0.0, 1.0, 2.0)
+    m.training_stats = TrainingStats()
     return m
 
 
@@ -192,14 +194,14 @@ def test_reconstruct_match_vf(tiny_model):
 def test_reconstruct_matches_stored_image_fractions_by_default(tiny_model):
     free = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False)[0]  # no stats stored: no matching
     target = [0.2, 0.5, 0.3]
-    tiny_model.training_stats = {"volume_fraction": [0.6, 0.2, 0.2], "image_volume_fraction": target}
+    tiny_model.training_stats = TrainingStats(volume_fraction=(0.6, 0.2, 0.2), image_volume_fraction=tuple(target))
     try:
         auto = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False)[0]
         off = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False, match_vf=False)[0]
-        tiny_model.training_stats = {"volume_fraction": [0.6, 0.2, 0.2]}  # older models: patch mean
+        tiny_model.training_stats = TrainingStats(volume_fraction=(0.6, 0.2, 0.2))  # older models: patch mean
         old = reconstruct(tiny_model, (16, 16, 16), steps=3, refine=1, progress=False, match_vf=True)[0]
     finally:
-        del tiny_model.training_stats
+        tiny_model.training_stats = TrainingStats()
     frac = np.bincount(auto.labels.ravel(), minlength=3) / auto.labels.size
     np.testing.assert_allclose(frac, target, atol=3e-3)  # the image fractions win over the patch mean
     np.testing.assert_array_equal(off.labels, free.labels)

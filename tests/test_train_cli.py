@@ -51,7 +51,7 @@ def test_cli_train_writes_model_and_prints_summary(files, capsys):
     # the whole image's pixel fractions (what reconstruct matches), not the patch mean
     img = np.load(files / "a.npy")
     assert f"volume fractions [{np.mean(img == 0):.3f}, {np.mean(img == 255):.3f}]" in stdout
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     model = load_model(out)
     assert model.grey_values == (0.0, 255.0) and model.patch_size == 16

@@ -65,9 +65,9 @@ def test_losses_decrease_on_two_phase_pattern(tmp_path, caplog):
     assert len(vae) == 10 and len(ldm) == 6
     assert vae[-1] < 0.6 * vae[0]
     assert ldm[-1] < ldm[0]
-    rep = model.training_stats["report"]
-    assert rep["vae_reconstruction"]["pixel_accuracy"] > 0.8
-    assert rep["steps"] == {"vae": 100, "ldm": 60}
+    rep = model.training_stats.report
+    assert rep.vae_reconstruction.pixel_accuracy > 0.8
+    assert rep.steps == {"vae": 100, "ldm": 60}
 
 
 def test_same_seed_same_weights_different_seed_differs(tmp_path, image):
@@ -89,18 +89,18 @@ def test_model_directory_stats_and_no_pickle(tmp_path, image):
     assert state["format"] == "microlad-train-state" and state["stage"] == "done"
     assert (state["vae_step"], state["ldm_step"]) == (20, 20)
     st = model.training_stats
-    assert len(st["volume_fraction"]) == 2 and abs(sum(st["volume_fraction"]) - 1) < 1e-9
+    assert len(st.volume_fraction) == 2 and abs(sum(st.volume_fraction) - 1) < 1e-9
     # the whole inputs' pixel-weighted fractions (what --match-vf targets), counted independently
-    np.testing.assert_allclose(st["image_volume_fraction"], np.bincount(image.ravel(), minlength=2) / image.size)
-    assert np.array(st["s2_radial_mean"]).shape == (2, 9) and np.array(st["s2_radial_std"]).shape == (2, 9)
-    assert np.allclose(np.array(st["s2_radial_mean"])[:, 0], st["volume_fraction"])  # S2(0) = VF
-    assert len(st["specific_surface_area"]) == 2 and min(st["specific_surface_area"]) > 0
-    rep = st["report"]
-    assert len(rep["vae_reconstruction"]["accuracy"]) == 2 and len(rep["vae_reconstruction"]["s2_error"]) == 2
-    assert set(rep["final_losses"]) == {"vae", "ldm"} and {"vae", "stats", "ldm", "total"} <= set(rep["time_s"])
+    np.testing.assert_allclose(st.image_volume_fraction, np.bincount(image.ravel(), minlength=2) / image.size)
+    assert np.array(st.s2_radial_mean).shape == (2, 9) and np.array(st.s2_radial_std).shape == (2, 9)
+    assert np.allclose(np.array(st.s2_radial_mean)[:, 0], st.volume_fraction)  # S2(0) = VF
+    assert len(st.specific_surface_area) == 2 and min(st.specific_surface_area) > 0
+    rep = st.report
+    assert len(rep.vae_reconstruction.accuracy) == 2 and len(rep.vae_reconstruction.s2_error) == 2
+    assert set(rep.final_losses) == {"vae", "ldm"} and {"vae", "stats", "ldm", "total"} <= set(rep.time_s)
     scale = model.vae.latent_scale
     assert torch.all(scale > 0) and not torch.all(scale == 1)  # measured latent statistics stored
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     loaded = load_model(out)
     assert torch.equal(loaded.vae.latent_shift, model.vae.latent_shift)
@@ -124,7 +124,7 @@ def test_resume_after_interruption_matches_uninterrupted(tmp_path, image, monkey
     state = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert (state["stage"], state["ldm_step"]) == ("ldm", 10)
     model = train(image, tmp_path / "run", resume=True, **tiny(vae_steps=None, ldm_steps=None))
-    assert model.training_stats["report"]["steps"] == {"vae": 20, "ldm": 30}
+    assert model.training_stats.report.steps == {"vae": 20, "ldm": 30}
     assert _same(_weights(tmp_path / "ref"), _weights(tmp_path / "run"))
 
 

@@ -36,11 +36,11 @@ def test_torchrun_two_processes_cpu(tmp_path):
     assert "x 2 processes" in proc.stdout
 
     from microlad.models import UNet2D, UNetConfig
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
     from microlad.training import load_train_state
 
     model = load_model(out)
-    assert model.training_stats["report"]["world_size"] == 2
+    assert model.training_stats.report.world_size == 2
     tensors, state = load_train_state(out)
     assert state["world_size"] == 2 and state["stage"] == "done"
     assert {f"rng/rank{r}/data" for r in (0, 1)} <= set(tensors)

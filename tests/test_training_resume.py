@@ -58,10 +58,10 @@ def test_sigkill_then_resume_finishes_with_full_step_count(tmp_path):
     state = json.loads(state_file.read_text())
     assert (state["stage"], state["vae_step"], state["ldm_step"]) == ("done", STEPS, STEPS)
     assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".pickle") or p.name.endswith(".tmp")]
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     model = load_model(out)
-    assert model.training_stats["report"]["steps"] == {"vae": STEPS, "ldm": STEPS}
+    assert model.training_stats.report.steps == {"vae": STEPS, "ldm": STEPS}
 
     # the killed-and-resumed run equals an uninterrupted one (same seed, one thread)
     from microlad.io import read_image

@@ -22,7 +22,7 @@ _LAZY = {
     "read_image": ("microlad.io", "read_image"),
     "write_volume": ("microlad.io", "write_volume"),
     "properties": ("microlad.evaluate", "properties"),
-    "load_model": ("microlad.pipeline", "load_model"),
+    "load_model": ("microlad.model", "load_model"),
     "train": ("microlad.training", "train"),
 }
 

@@ -32,7 +32,7 @@ def demo(
 
     from microlad.evaluate import format_properties, properties
     from microlad.io import write_json, write_volume
-    from microlad.pipeline import load_model
+    from microlad.model import load_model
 
     if size < 16 or size % 4:
         raise InputError(f"--size must be a multiple of 4 and at least 16, got {size}")
@@ -73,7 +73,7 @@ def _fidelity(labels: np.ndarray, m) -> dict:
 
     stats = m.training_stats
     vf_train = training_fractions(m)
-    ref = np.asarray(stats["s2_radial_mean"], dtype=float)
+    ref = np.asarray(stats.s2_radial_mean, dtype=float)
     c = min(ref.shape[-1] - 1, min(labels.shape) // 2)
     vf = volume_fraction(labels, n_phases=m.n_phases)
     phases = {}
@@ -97,7 +97,7 @@ def _figure(labels: np.ndarray, report: dict, m, path: Path) -> Path:
         ax.imshow(img, cmap="viridis", vmin=0, vmax=m.n_phases - 1, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
-    ref = np.asarray(m.training_stats["s2_radial_mean"])
+    ref = np.asarray(m.training_stats.s2_radial_mean)
     c = report["fidelity"]["cutoff"]
     from microlad.descriptors import s2_slices
 

@@ -42,8 +42,9 @@ def reconstruct(
     import torch
 
     from microlad.bundled import resolve_model
+    from microlad.device import resolve_device
     from microlad.io import write_volume
-    from microlad.pipeline import load_model, resolve_device
+    from microlad.model import load_model
     from microlad.reconstruct import check_shape, training_fractions
     from microlad.reconstruct import reconstruct as run
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import typer
 
@@ -59,7 +59,11 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _fmt(values: list[Any] | None) -> str:
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _fmt(values: Sequence[Any] | None) -> str:
     if not values:
         return "n/a"
     return "[" + ", ".join("n/a" if v is None else f"{v:.3f}" for v in values) + "]"
@@ -110,12 +114,13 @@ def train(
     )
     if int(os.environ.get("RANK", "0")) != 0:
         return
-    stats = model.training_stats
-    rep = stats.get("report", {})
-    vr = rep.get("vae_reconstruction") or {}
-    losses = rep.get("final_losses", {})
-    times = rep.get("time_s", {})
-    steps = rep.get("steps", {})
+    from microlad.metadata import ReconstructionScore, TrainingReport
+
+    rep = model.training_stats.report or TrainingReport()
+    vr = rep.vae_reconstruction or ReconstructionScore()
+    losses = rep.final_losses or {}
+    times = rep.time_s or {}
+    steps = rep.steps or {}
     vae_l, ldm_l = losses.get("vae", {}), losses.get("ldm", {})
     typer.echo(f"model: {out} (config.json, vae.safetensors, unet_ema.safetensors; checkpoint train_state.safetensors/.json)")
     # whole-image fractions (what `reconstruct` matches); the patch mean over-weights image centres
@@ -123,12 +128,12 @@ def train(
     typer.echo(
         f"VAE: {steps.get('vae', 0)} steps, final loss {vae_l.get('loss', float('nan')):.4f} "
         f"(CE {vae_l.get('ce', float('nan')):.4f}, KL {vae_l.get('kl', float('nan')):.4f}); "
-        f"held-out accuracy per phase {_fmt(vr.get('accuracy'))}, pixel accuracy {vr.get('pixel_accuracy', float('nan')):.4f}, "
-        f"S2 error {_fmt(vr.get('s2_error'))}"
+        f"held-out accuracy per phase {_fmt(vr.accuracy)}, pixel accuracy {_num(vr.pixel_accuracy):.4f}, "
+        f"S2 error {_fmt(vr.s2_error)}"
     )
     typer.echo(f"LDM: {steps.get('ldm', 0)} steps, final loss {ldm_l.get('loss', float('nan')):.4f}")
     typer.echo(
         f"time: VAE {times.get('vae', 0):.0f} s, statistics {times.get('stats', 0):.0f} s, "
-        f"LDM {times.get('ldm', 0):.0f} s, total {times.get('total', 0):.0f} s on {rep.get('device', '?')}"
-        + (f" x {rep['world_size']} processes" if rep.get("world_size", 1) > 1 else "")
+        f"LDM {times.get('ldm', 0):.0f} s, total {times.get('total', 0):.0f} s on {rep.device or '?'}"
+        + (f" x {rep.world_size} processes" if (rep.world_size or 1) > 1 else "")
     )

@@ -1,7 +1,7 @@
 """Noise schedule and reverse-process samplers for the latent DDPM (plain objects, no nn.Module).
 
 The schedule owns β/ᾱ and the maps between x0, ε, v and x_t; samplers own the timestep
-sequence and one reverse ``step``. Sampling loops live in :mod:`microlad.pipeline` and
+sequence and one reverse ``step``. Sampling loops live in :mod:`microlad.model` and
 :mod:`microlad.reconstruct`.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Neural networks: the categorical VAE, the latent U-Net denoiser and the VAE loss.
 
-Training loops live in :mod:`microlad.training`; sampling loops in :mod:`microlad.pipeline`
+Training loops live in :mod:`microlad.training`; sampling loops in :mod:`microlad.model`
 and :mod:`microlad.reconstruct`.
 """
 from __future__ import annotations

@@ -78,9 +78,9 @@ def reconstruct(
     slices have smaller features than the training images.
 
     ``match_vf``: True moves the per-phase decision thresholds so the volume has the
-    training images' volume fractions (``model.training_stats["image_volume_fraction"]``,
+    training images' volume fractions (``model.training_stats.image_volume_fraction``,
     pixel-weighted over the whole inputs; older models: the patch mean
-    ``"volume_fraction"``); a sequence gives explicit target fractions; False keeps
+    ``volume_fraction``); a sequence gives explicit target fractions; False keeps
     L-MPDD's own fractions, which are biased against minority phases (BENCHMARKS.md);
     None (default) matches whenever the model stores training fractions. Applied after
     decoding and again after refinement (:func:`~microlad.reconstruct.decode.match_fractions`).
@@ -147,10 +147,10 @@ def refine_probabilities(vae, probs: torch.Tensor, refine: int, target_vf: torch
 
 
 def training_fractions(model) -> list[float] | None:
-    """The training images' phase fractions stored with ``model`` (None if it has none)."""
-    stats = getattr(model, "training_stats", None) or {}
-    vf = stats.get("image_volume_fraction") or stats.get("volume_fraction")
-    return None if vf is None else [float(v) for v in vf]
+    """The training images' phase fractions stored with ``model`` (None if it has none);
+    see :meth:`microlad.metadata.TrainingStats.fractions`."""
+    vf = model.training_stats.fractions()
+    return None if vf is None else list(vf)
 
 
 def _target_fractions(model, match_vf: bool | Sequence[float] | None) -> torch.Tensor | None:

@@ -191,7 +191,7 @@ def train(
     ``batch // world``, and checkpoints hold the unwrapped modules, so they load the same
     whatever the number of processes.
     """
-    from microlad.pipeline import resolve_device
+    from microlad.device import resolve_device
 
     labels = as_label_images(images)
     if checkpoint_every < 1:
@@ -330,7 +330,7 @@ class _Trainer:
             self._restore()
 
         if self.stage == "done":
-            from microlad.pipeline import load_model
+            from microlad.model import load_model
 
             log.info("%s: training already complete; loading the model", self.out_dir)
             return load_model(self.out_dir, device=self.dev)
@@ -537,7 +537,7 @@ class _Trainer:
         }
 
     def _finish(self):
-        from microlad.pipeline import MicroladModel
+        from microlad.model import MicroladModel
 
         stats = {k: v for k, v in self.training_stats.items() if k != "vae_reconstruction"}
         stats["report"] = self._report()

@@ -1,6 +1,7 @@
-"""Tests for microlad.pipeline: model directory round trip, load errors, 2D sampling, devices."""
+"""Tests for microlad.model: model directory round trip, typed metadata, load errors, 2D sampling, devices."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import types
@@ -10,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-import microlad.pipeline as pipeline
+import microlad.model as model_module
 from microlad._version import __version__
 from microlad.diffusion import DDPMSchedule
-from microlad.errors import CheckpointError, InputError, MicroladError, OutputExistsError, ShapeError
+from microlad.device import resolve_device
+from microlad.errors import CheckpointError, InputError, OutputExistsError, ShapeError
+from microlad.metadata import ModelConfig, TrainingReport, TrainingStats
 from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
-from microlad.pipeline import MicroladModel, load_model, resolve_device
+from microlad.model import MicroladModel, load_model
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,7 +31,8 @@ def tiny_model(seed: int = 0) -> MicroladModel:
     for p in unet.parameters():  # leave the zero-initialised (constant) output
         torch.nn.init.normal_(p, std=0.05)
     vae.set_latent_stats(torch.tensor([0.1, -0.2, 0.0, 0.3]), torch.tensor([1.5, 0.5, 1.0, 2.0]))
-    stats = {"vf": np.array([0.2, 0.3, 0.5]), "s2_mean": np.linspace(0, 1, 5, dtype=np.float32), "n": np.int64(7)}
+    stats = {"volume_fraction": np.array([0.2, 0.3, 0.5]), "s2_radial_mean": np.linspace(0, 1, 5, dtype=np.float32)[None].repeat(3, 0),
+             "n_patches": np.int64(7), "future_entry": {"a": [1, 2]}}
     return MicroladModel(vae, unet, DDPMSchedule(100), grey_values=(0, 128, 255), patch_size=16,
                          training_stats=stats, config={"note": "tiny"})
 
@@ -58,7 +62,9 @@ def test_save_writes_expected_files(saved) -> None:
     assert doc["microlad_version"] == __version__ == doc["config"]["microlad_version"]
     assert doc["config"]["patch_size"] == 16 and doc["config"]["note"] == "tiny"
     assert doc["grey_values"] == [0, 128, 255]
-    assert doc["training_stats"]["vf"] == [0.2, 0.3, 0.5] and doc["training_stats"]["n"] == 7
+    assert doc["training_stats"]["volume_fraction"] == [0.2, 0.3, 0.5] and doc["training_stats"]["n_patches"] == 7
+    assert doc["training_stats"]["future_entry"] == {"a": [1, 2]}  # unknown entries are written back
+    assert "image_volume_fraction" not in doc["training_stats"]  # unset entries are not written
     assert VAEConfig.from_dict(doc["vae"]) == model.vae.config
     assert UNetConfig.from_dict(doc["unet"]) == model.unet.config
     assert DDPMSchedule.from_dict(doc["schedule"]) == model.schedule
@@ -71,7 +77,10 @@ def test_roundtrip_is_bitwise(saved) -> None:
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert loaded.grey_values == (0, 128, 255) and loaded.patch_size == 16
-    assert loaded.training_stats["s2_mean"] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert isinstance(loaded.training_stats, TrainingStats) and loaded.training_stats == model.training_stats
+    assert np.asarray(loaded.training_stats.s2_radial_mean).shape == (3, 5)
+    assert loaded.training_stats.s2_radial_mean[1] == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert loaded.config == model.config and loaded.config.extra == {"note": "tiny"}
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 16, 24), generator=g), 3).permute(0, 3, 1, 2).float()
     z, t = torch.randn(2, 4, 4, 8, generator=g), torch.tensor([3, 77])
@@ -96,8 +105,8 @@ def test_save_overwrite_and_no_leftovers(saved, tmp_path: Path) -> None:
         model.save(tmp_path / "file")
 
 
-def test_no_pickle_in_pipeline_source() -> None:
-    src = Path(pipeline.__file__).read_text()
+def test_no_pickle_in_model_source() -> None:
+    src = Path(model_module.__file__).read_text()
     assert "torch.load" not in src and "torch.save" not in src and "import pickle" not in src
 
 
@@ -222,12 +231,54 @@ def test_resolve_device(monkeypatch) -> None:
         resolve_device("cuda")
 
 
-def test_reconstruct_hook(saved, monkeypatch) -> None:
+def test_reconstruct_forwards_to_the_reconstruct_package(saved, monkeypatch) -> None:
     model, _ = saved
     fake = types.ModuleType("microlad.reconstruct")
     fake.reconstruct = lambda m, *a, **k: (m, a, k)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "microlad.reconstruct", fake)
     assert model.reconstruct((8, 8, 8), seed=1) == (model, ((8, 8, 8),), {"seed": 1})
-    monkeypatch.setitem(sys.modules, "microlad.reconstruct", None)  # import now fails
-    with pytest.raises(MicroladError, match="unavailable"):
-        model.reconstruct((8, 8, 8))
+
+
+# -- the typed metadata contract ---------------------------------------------------------------
+def test_older_model_directory_loads_with_missing_entries_as_none(saved, tmp_path: Path) -> None:
+    path = fresh_copy(saved, tmp_path)
+    doc = json.loads((path / "config.json").read_text())
+    doc["training_stats"] = {"volume_fraction": [0.2, 0.3, 0.5], "report": {"steps": {"vae": 3, "ldm": 4}}}
+    del doc["config"]  # very old directories had no config block
+    (path / "config.json").write_text(json.dumps(doc))
+    loaded = load_model(path)
+    st = loaded.training_stats
+    assert st.image_volume_fraction is None and st.s2_radial_mean is None
+    assert st.fractions() == (0.2, 0.3, 0.5)  # older models: the patch mean
+    assert isinstance(st.report, TrainingReport) and st.report.steps == {"vae": 3, "ldm": 4}
+    assert st.report.vae_reconstruction is None
+    assert loaded.patch_size == 64 and loaded.config.training is None
+
+
+def test_training_stats_contract() -> None:
+    st = TrainingStats.from_dict({"volume_fraction": [0.5, 0.5], "image_volume_fraction": [0.4, 0.6],
+                                  "report": {"vae_reconstruction": {"pixel_accuracy": 0.9, "accuracy": [0.8, None]}}})
+    assert st.fractions() == (0.4, 0.6)  # the whole images' fractions win over the patch mean
+    assert st.report.vae_reconstruction.accuracy == (0.8, None)
+    assert TrainingStats.from_dict(st.to_dict()) == st
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.volume_fraction = (1.0, 0.0)  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        st.image_volume_fractoin  # a typo is an error, not a silent None  # noqa: B018
+    with pytest.raises(InputError):
+        TrainingStats.from_dict([1, 2])  # type: ignore[arg-type]
+    assert TrainingStats.from_dict(None) == TrainingStats() and TrainingStats().fractions() is None
+    assert ModelConfig.from_dict({"patch_size": 32, "x": 1}).to_dict() == {"patch_size": 32, "x": 1}
+
+
+def test_bundled_model_metadata_is_typed() -> None:
+    from microlad.bundled import DEFAULT_MODEL, bundled_models, resolve_model
+
+    if DEFAULT_MODEL not in bundled_models():
+        pytest.skip("no bundled model in this build")
+    m = MicroladModel.load(resolve_model(DEFAULT_MODEL))
+    st = m.training_stats
+    assert np.asarray(st.s2_radial_mean).shape == (m.n_phases, st.s2_cutoff + 1)
+    assert len(st.fractions()) == m.n_phases and abs(sum(st.fractions()) - 1) < 1e-6
+    assert st.report.steps["vae"] > 0 and st.report.vae_reconstruction.pixel_accuracy > 0.9
+    assert not st.extra and not st.report.extra  # every stored entry is part of the contract

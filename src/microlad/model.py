@@ -1,9 +1,10 @@
 """A trained MicroLad model: VAE + EMA U-Net + noise schedule + phase mapping, on disk and in use.
 
-Model directory layout (written by :meth:`MicroladModel.save`, read by :func:`load_model`)::
+Model directory layout (written by :meth:`MicroladModel.save`, read by
+:meth:`MicroladModel.load` / :func:`load_model`)::
 
     config.json            format marker, versions, architectures, schedule, phase mapping,
-                           training statistics, patch size
+                           training statistics, patch size (typed: microlad.metadata)
     vae.safetensors        CategoricalVAE state (incl. latent_shift / latent_scale buffers)
     unet_ema.safetensors   UNet2D state (EMA weights)
 
@@ -12,12 +13,12 @@ state for ``--resume`` (``train_state.*``) lives beside these files and is not t
 """
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,15 +26,19 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from microlad._version import __version__
+from microlad.device import resolve_device
 from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, make_sampler
-from microlad.errors import CheckpointError, InputError, MicroladError, OutputExistsError, ShapeError
+from microlad.errors import CheckpointError, InputError, OutputExistsError, ShapeError
 from microlad.io._write import json_default
+from microlad.metadata import ModelConfig, TrainingStats
 from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
+
+if TYPE_CHECKING:  # the reconstruct package imports this module, so only for type checkers
+    from microlad.reconstruct import Reconstruction
 
 __all__ = [
     "MicroladModel",
     "load_model",
-    "resolve_device",
     "MODEL_FORMAT",
     "MODEL_FORMAT_VERSION",
     "CONFIG_NAME",
@@ -47,25 +52,6 @@ CONFIG_NAME = "config.json"
 VAE_WEIGHTS_NAME = "vae.safetensors"
 UNET_WEIGHTS_NAME = "unet_ema.safetensors"
 DEFAULT_PATCH_SIZE = 64
-SAMPLERS = ("ddim", "ancestral")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available else CPU; otherwise check that the device exists here."""
-    if isinstance(device, torch.device):
-        dev = device
-    elif device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise InputError(f"unknown device {device!r}; use 'auto', 'cpu' or 'cuda'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {str(dev)!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {str(dev)!r} requested but MPS is not available; use 'cpu' or 'auto'")
-    return dev
 
 
 def _atomic_replace(path: Path, write: Callable[[Path], None]) -> None:
@@ -102,13 +88,13 @@ class MicroladModel:
         training micrograph (length P, as :func:`microlad.io.read_image` returns it).
     patch_size
         Training patch size (pixels); default output size of :meth:`sample_2d`. ``None``:
-        ``config["patch_size"]`` if present, else 64.
+        ``config.patch_size`` if set, else 64.
     training_stats
-        Per-phase statistics of the training data (VF, S2 mean/std, surface area, ...),
-        filled by the training code; stored as JSON (arrays become lists).
+        :class:`~microlad.metadata.TrainingStats` of the training data (a mapping is read
+        with its tolerant ``from_dict``); filled by the training code.
     config
-        Extra metadata (training options, data source, ...); ``patch_size`` and
-        ``microlad_version`` are set here.
+        :class:`~microlad.metadata.ModelConfig` (or a mapping): training settings and
+        extra metadata; ``patch_size`` and ``microlad_version`` are set here.
     """
 
     def __init__(
@@ -119,8 +105,8 @@ class MicroladModel:
         *,
         grey_values: Sequence[float],
         patch_size: int | None = None,
-        training_stats: Mapping[str, Any] | None = None,
-        config: Mapping[str, Any] | None = None,
+        training_stats: TrainingStats | Mapping[str, Any] | None = None,
+        config: ModelConfig | Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(vae, CategoricalVAE):
             raise InputError(f"vae must be a CategoricalVAE, got {type(vae).__name__}")
@@ -139,15 +125,15 @@ class MicroladModel:
         self.unet = unet.eval()
         self.schedule = schedule
         self.grey_values: tuple[float, ...] = tuple(g.item() if isinstance(g, np.generic) else g for g in grey)
-        self.training_stats: dict[str, Any] = dict(training_stats or {})
-        self.config: dict[str, Any] = dict(config or {})
+        self.training_stats: TrainingStats = TrainingStats.from_dict(training_stats)
+        cfg = ModelConfig.from_dict(config)
         if patch_size is None:
-            patch_size = self.config.get("patch_size", DEFAULT_PATCH_SIZE)
+            patch_size = DEFAULT_PATCH_SIZE if cfg.patch_size is None else cfg.patch_size
         patch_size = int(patch_size)
         if patch_size <= 0 or patch_size % self.size_multiple:
             raise ShapeError(f"patch_size must be a positive multiple of {self.size_multiple}, got {patch_size}")
-        self.config["patch_size"] = patch_size
-        self.config.setdefault("microlad_version", __version__)
+        self.config: ModelConfig = dataclasses.replace(
+            cfg, patch_size=patch_size, microlad_version=cfg.microlad_version or __version__)
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -158,7 +144,7 @@ class MicroladModel:
     @property
     def patch_size(self) -> int:
         """Training patch size in pixels."""
-        return int(self.config["patch_size"])
+        return int(self.config.patch_size)
 
     @property
     def downsample_factor(self) -> int:
@@ -207,7 +193,7 @@ class MicroladModel:
         if not overwrite and (path / CONFIG_NAME).exists():
             raise OutputExistsError(f"{path / CONFIG_NAME} exists; pass overwrite=True or choose another directory")
         path.mkdir(parents=True, exist_ok=True)
-        config = dict(self.config, microlad_version=__version__)
+        config = dataclasses.replace(self.config, microlad_version=__version__)
         doc = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
@@ -216,8 +202,8 @@ class MicroladModel:
             "unet": self.unet.config.to_dict(),
             "schedule": self.schedule.to_dict(),
             "grey_values": list(self.grey_values),
-            "training_stats": self.training_stats,
-            "config": config,
+            "training_stats": self.training_stats.to_dict(),
+            "config": config.to_dict(),
         }
         try:  # serialise before touching any file
             text = json.dumps(doc, indent=2, default=json_default) + "\n"
@@ -251,8 +237,6 @@ class MicroladModel:
 
     def make_sampler(self, steps: int | None = 50, *, sampler: str = "ddim", eta: float = 0.0) -> DDIMSampler | AncestralSampler:
         """``"ddim"`` (``steps`` DDIM steps, ``eta``) or ``"ancestral"`` (``steps=None``: all T)."""
-        if sampler not in SAMPLERS:
-            raise InputError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         return make_sampler(self.schedule, sampler, steps, eta=eta)
 
     def decode_latents(self, u: torch.Tensor) -> torch.Tensor:
@@ -357,24 +341,23 @@ class MicroladModel:
         return lab
 
     # -- 3D reconstruction (implemented in microlad.reconstruct) -------------------------------
-    def reconstruct(self, *args: Any, **kwargs: Any) -> Any:
-        """3D generation by L-MPDD; see :func:`microlad.reconstruct.reconstruct`.
+    def reconstruct(self, shape: Sequence[int], **options: Any) -> list[Reconstruction]:
+        """3D volumes of ``shape`` (D, H, W) by L-MPDD; ``options`` are the keywords of
+        :func:`microlad.reconstruct.reconstruct` (``n``, ``seed``, ``steps``, ``refine``, ...)."""
+        from microlad.reconstruct import reconstruct  # lazy: that package imports this module
 
-        HOOK: this only forwards to ``microlad.reconstruct.reconstruct(self, *args, **kwargs)``,
-        imported lazily (the reconstruct package depends on this module, not vice versa).
+        return reconstruct(self, shape, **options)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> MicroladModel:
+        """Load a model directory written by :meth:`save` (networks in eval mode, on ``device``).
+
+        Raises :class:`~microlad.errors.CheckpointError` (one line) for a missing directory,
+        a missing or foreign ``config.json``, a newer format version, or missing, truncated or
+        mismatched weight files. Metadata from older versions loads (missing entries are
+        ``None``; :mod:`microlad.metadata`).
         """
-        try:
-            module = importlib.import_module("microlad.reconstruct")
-        except ModuleNotFoundError as exc:
-            if exc.name != "microlad.reconstruct":
-                raise
-            raise MicroladError(
-                "3D reconstruction is unavailable: microlad.reconstruct is not installed in this build"
-            ) from None
-        fn = getattr(module, "reconstruct", None)
-        if fn is None:
-            raise MicroladError("3D reconstruction is unavailable: microlad.reconstruct has no reconstruct()")
-        return fn(self, *args, **kwargs)
+        return _load(cls, directory, device)
 
 
 # -- loading --------------------------------------------------------------------------------
@@ -409,12 +392,11 @@ def _load_weights(path: Path, module: torch.nn.Module) -> None:
 
 
 def load_model(directory: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> MicroladModel:
-    """Load a model directory written by :meth:`MicroladModel.save` (networks in eval mode).
+    """:meth:`MicroladModel.load` as a function."""
+    return MicroladModel.load(directory, device=device)
 
-    Raises :class:`~microlad.errors.CheckpointError` (one line) for a missing directory,
-    a missing or foreign ``config.json``, a newer format version, or missing, truncated or
-    mismatched weight files.
-    """
+
+def _load(cls: type[MicroladModel], directory: str | os.PathLike[str], device: str | torch.device) -> MicroladModel:
     dev = resolve_device(device)
     path = Path(directory)
     if not path.exists():
@@ -443,10 +425,10 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
         unet_cfg = UNetConfig.from_dict(doc["unet"])
         schedule = DDPMSchedule.from_dict(doc["schedule"])
         grey_values = doc["grey_values"]
-        training_stats = doc.get("training_stats") or {}
-        config = doc.get("config") or {}
-        if not isinstance(training_stats, dict) or not isinstance(config, dict) or not isinstance(grey_values, list):
-            raise InputError("grey_values must be a list, training_stats and config objects")
+        if not isinstance(grey_values, list):
+            raise InputError("grey_values must be a list")
+        training_stats = TrainingStats.from_dict(doc.get("training_stats"))
+        config = ModelConfig.from_dict(doc.get("config"))
         vae, unet = CategoricalVAE(vae_cfg), UNet2D(unet_cfg)
         model_args = dict(grey_values=grey_values, training_stats=training_stats, config=config)
     except KeyError as exc:
@@ -456,7 +438,7 @@ def load_model(directory: str | os.PathLike[str], *, device: str | torch.device 
     _load_weights(path / VAE_WEIGHTS_NAME, vae)
     _load_weights(path / UNET_WEIGHTS_NAME, unet)
     try:
-        model = MicroladModel(vae, unet, schedule, **model_args)
+        model = cls(vae, unet, schedule, **model_args)
     except InputError as exc:
         raise CheckpointError(f"{cfg_path} is inconsistent: {_first_line(exc)}") from None
     return model.to(dev)
