@@ -88,6 +88,20 @@ def test_parametrisations_invert(name: str) -> None:
         s.add_noise(x0, eps, torch.tensor([1, 2]))
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v"])
+def test_output_for_x0_is_the_target_of_the_forward_process(prediction_type: str) -> None:
+    sched = DDPMSchedule(prediction_type=prediction_type)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    for t in (0, 500, 990):
+        xt = sched.add_noise(x0, noise, t)
+        # x_t made from (x0, ε): the output that implies x0 is the training target of (x0, ε)
+        torch.testing.assert_close(sched.output_for_x0(xt, x0, t), sched.training_target(x0, noise, t), atol=2e-4, rtol=1e-4)
+        torch.testing.assert_close(sched.predict_x0_eps(xt, sched.output_for_x0(xt, x0, t), t)[0], x0, atol=2e-4, rtol=1e-4)
+    with pytest.raises(ShapeError):
+        sched.output_for_x0(xt, x0[:1], 3)
+
+
 def test_make_timesteps() -> None:
     assert make_timesteps(1000, 50)[:2].tolist() == [999, 979] and make_timesteps(1000, 50)[-1] == 19
     assert make_timesteps(10, 10).tolist() == list(range(9, -1, -1))

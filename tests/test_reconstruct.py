@@ -130,6 +130,24 @@ def test_chunked_and_unchunked_decoding_agree(tiny_model):
     torch.testing.assert_close(r_big, r_small, atol=1e-5, rtol=1e-5)
 
 
+def test_slice_options_object_and_keywords_are_the_same_settings(tiny_model):
+    from microlad.reconstruct import SliceOptions
+
+    vae = tiny_model.vae
+    lat = torch.randn(4, 4, 4, 4, generator=torch.Generator().manual_seed(1))
+    opts = SliceOptions(periodic=True, memory_budget=1)
+    assert torch.equal(decode_volume(vae, lat, opts), decode_volume(vae, lat, periodic=True, memory_budget=1))
+    assert not torch.allclose(decode_volume(vae, lat, opts), decode_volume(vae, lat))  # periodic borders differ
+    assert SliceOptions.merge(opts, progress=True) == SliceOptions(periodic=True, memory_budget=1, progress=True)
+    assert SliceOptions.merge(None) == SliceOptions()
+    with pytest.raises(TypeError, match="perodic"):
+        decode_volume(vae, lat, perodic=True)  # a typo is an error, not a silently ignored setting
+    from microlad.errors import InputError
+
+    with pytest.raises(InputError, match="memory_budget"):
+        SliceOptions(memory_budget=0)
+
+
 @pytest.mark.parametrize("shape", [(16, 16, 16), (8, 16, 24), (12, 8, 20)])
 def test_reconstruct_any_shape_and_same_seed_same_volume(tiny_model, shape):
     a = reconstruct(tiny_model, shape, n=2, seed=3, steps=4, refine=1, progress=False, return_probabilities=True)

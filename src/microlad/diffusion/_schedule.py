@@ -190,3 +190,16 @@ class DDPMSchedule:
             x0 = sa * sample - s1a * model_output
             eps = s1a * sample + sa * model_output
         return x0, eps
+
+    def output_for_x0(self, sample: torch.Tensor, x0: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """The denoiser output whose clean estimate at (x_t = ``sample``, t) is ``x0``.
+
+        Inverse of :meth:`predict_x0_eps` in its first result: ε = (x_t − √ᾱ_t·x0)/√(1−ᾱ_t),
+        then ε itself or v = √ᾱ_t·ε − √(1−ᾱ_t)·x0. Lets code that edits x̂0 (slice coupling,
+        guidance) hand the edit to any sampler ``step`` unchanged.
+        """
+        if sample.shape != x0.shape:
+            raise ShapeError(f"sample {tuple(sample.shape)} and x0 {tuple(x0.shape)} differ in shape")
+        sa, s1a = self._coefficients(t, sample)
+        eps = (sample - sa * x0) / s1a
+        return self.training_target(x0, eps, t)

@@ -10,10 +10,12 @@ from microlad.reconstruct.api import (
 )
 from microlad.reconstruct.decode import decode_volume, interpolate_along, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
+from microlad.reconstruct.options import SliceOptions
 
 __all__ = [
     "AXIS_NAMES",
     "Reconstruction",
+    "SliceOptions",
     "axis_schedule",
     "check_shape",
     "decode_volume",

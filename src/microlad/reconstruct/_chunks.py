@@ -38,6 +38,14 @@ def chunk_size(
     return n
 
 
+def slices_per_call(net: torch.nn.Module, pixels_per_slice: int, device: torch.device, budget: int | None = None) -> int:
+    """:func:`chunk_size` for ``net`` (a VAE or U-Net: its config's ``base_channels`` and
+    ``channel_multipliers`` give the widest and the finest-level widths)."""
+    cfg = net.config
+    return chunk_size(pixels_per_slice, width=cfg.base_channels * max(cfg.channel_multipliers),
+                      fine_width=cfg.base_channels, device=device, budget=budget)
+
+
 def channels_last(*modules: torch.nn.Module) -> None:
     """Store conv weights channels-last (NHWC), in place; idempotent.
 

@@ -13,6 +13,7 @@ from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
+from microlad.reconstruct.options import SliceOptions
 
 
 @dataclass(frozen=True)
@@ -102,19 +103,18 @@ def reconstruct(
     vae.eval()
     unet.eval()
     channels_last(vae, unet)
+    opts = SliceOptions(periodic=periodic, memory_budget=memory_budget, progress=progress, device=device)
     results = []
     for i in range(n):
         vol_seed = seed + i
         gen = torch.Generator(device="cpu").manual_seed(vol_seed)
         t0 = time.perf_counter()
-        z = sample_latent_volume(
-            unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
-            slice_coupling=slice_coupling, periodic=periodic, generator=gen, device=device, memory_budget=memory_budget, progress=progress,
-        )
+        z = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
+                                 slice_coupling=slice_coupling, generator=gen, options=opts)
         t1 = time.perf_counter()
-        probs = latents_to_probabilities(vae, z, target_vf, periodic=periodic, memory_budget=memory_budget, progress=progress)
+        probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()
-        probs = refine_probabilities(vae, probs, refine, target_vf, periodic=periodic, memory_budget=memory_budget, progress=progress)
+        probs = refine_probabilities(vae, probs, refine, target_vf, opts)
         t3 = time.perf_counter()
         labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
         results.append(
@@ -129,20 +129,23 @@ def reconstruct(
 
 
 @torch.inference_mode()
-def latents_to_probabilities(vae, z: torch.Tensor, target_vf: torch.Tensor | None = None, **kw) -> torch.Tensor:
+def latents_to_probabilities(vae, z: torch.Tensor, target_vf: torch.Tensor | None = None,
+                             options: SliceOptions | None = None, **keywords) -> torch.Tensor:
     """Normalised latent volume (C, d, h, w) → voxel probabilities (P, D, H, W): de-normalise,
-    decode along the three axes (:func:`~microlad.reconstruct.decode.decode_volume`, which
-    takes ``periodic``, ``memory_budget``, ``progress``) and, if ``target_vf`` is given,
-    match the phase fractions to it."""
+    decode along the three axes (:func:`~microlad.reconstruct.decode.decode_volume`) and, if
+    ``target_vf`` (P,) is given, match the phase fractions to it. ``options``: a
+    :class:`SliceOptions`, or its fields as keywords."""
     raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)  # z-slices (d, C, h, w) are a batch
-    probs = decode_volume(vae, raw, **kw)
+    probs = decode_volume(vae, raw, SliceOptions.merge(options, **keywords))
     return probs if target_vf is None else match_fractions(probs, target_vf)
 
 
-def refine_probabilities(vae, probs: torch.Tensor, refine: int, target_vf: torch.Tensor | None = None, **kw) -> torch.Tensor:
+def refine_probabilities(vae, probs: torch.Tensor, refine: int, target_vf: torch.Tensor | None = None,
+                         options: SliceOptions | None = None, **keywords) -> torch.Tensor:
     """``refine`` three-axis refinement passes (:func:`~microlad.reconstruct.decode.refine_volume`),
-    then the phase fractions matched to ``target_vf`` again if given and ``refine`` > 0."""
-    probs = refine_volume(vae, probs, refine, **kw)
+    then the phase fractions matched to ``target_vf`` again if given and ``refine`` > 0.
+    ``options`` as for :func:`latents_to_probabilities`."""
+    probs = refine_volume(vae, probs, refine, SliceOptions.merge(options, **keywords))
     return match_fractions(probs, target_vf) if target_vf is not None and refine else probs
 
 

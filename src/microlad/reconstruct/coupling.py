@@ -28,8 +28,6 @@ is not tuned per material, but it acts as the coupling strength.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -91,6 +89,4 @@ def coupled_output(schedule, sample: torch.Tensor, model_output: torch.Tensor, t
     coupled = couple_slices(x0, axis, periodic=periodic)
     if coupled is x0:
         return model_output
-    a = float(schedule.alphas_cumprod_f64[int(t)])
-    eps = (sample - math.sqrt(a) * coupled) / math.sqrt(1.0 - a)
-    return schedule.training_target(coupled, eps, int(t))
+    return schedule.output_for_x0(sample, coupled, int(t))

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from microlad.reconstruct._chunks import chunk_size, crop_2d, map_chunks, pad_2d
+from microlad.reconstruct._chunks import crop_2d, map_chunks, pad_2d, slices_per_call
 from microlad.reconstruct._orient import to_slices
+from microlad.reconstruct.options import SliceOptions
 
 
 def interpolate_along(latent: torch.Tensor, axis: int, factor: int, *, periodic: bool = False) -> torch.Tensor:
@@ -34,72 +35,59 @@ def interpolate_along(latent: torch.Tensor, axis: int, factor: int, *, periodic:
     return up.reshape(*shape[:-1], shape[-1] * factor).movedim(-1, dim)
 
 
-def _chunk(vae, pixels_per_slice: int, x: torch.Tensor, memory_budget: int | None) -> int:
-    """Slices per VAE call for slices of ``pixels_per_slice`` full-resolution pixels."""
-    cfg = vae.config
-    return chunk_size(pixels_per_slice, width=cfg.base_channels * max(cfg.channel_multipliers),
-                      fine_width=cfg.base_channels, device=x.device, budget=memory_budget)
-
-
-def decode_slices(vae, latents: torch.Tensor, *, periodic: bool = False, memory_budget: int | None = None) -> torch.Tensor:
+def decode_slices(vae, latents: torch.Tensor, options: SliceOptions = SliceOptions()) -> torch.Tensor:
     """Raw latent slices (N, C, h, w) → per-phase probabilities (N, P, h·f, w·f), chunked."""
     f = vae.config.downsample_factor
-    padded, pads = pad_2d(latents, margin=2 if periodic else 0, periodic=periodic)
-    chunk = _chunk(vae, padded.shape[-1] * padded.shape[-2] * f * f, latents, memory_budget)
+    padded, pads = pad_2d(latents, margin=2 if options.periodic else 0, periodic=options.periodic)
+    chunk = slices_per_call(vae, padded.shape[-1] * padded.shape[-2] * f * f, latents.device, options.memory_budget)
     probs = map_chunks(lambda z: torch.softmax(vae.decode(z), dim=1), padded, chunk)
     return crop_2d(probs, pads, scale=f)
 
 
-def encode_slices(vae, onehot: torch.Tensor, *, periodic: bool = False, memory_budget: int | None = None) -> torch.Tensor:
+def encode_slices(vae, onehot: torch.Tensor, options: SliceOptions = SliceOptions()) -> torch.Tensor:
     """One-hot slices (N, P, H, W) → raw posterior-mean latents (N, C, H/f, W/f), chunked."""
     f = vae.config.downsample_factor
-    margin = 2 * f if periodic else 0
-    padded, pads = pad_2d(onehot, margin=margin, periodic=periodic)
-    chunk = _chunk(vae, padded.shape[-1] * padded.shape[-2], onehot, memory_budget)
+    margin = 2 * f if options.periodic else 0
+    padded, pads = pad_2d(onehot, margin=margin, periodic=options.periodic)
+    chunk = slices_per_call(vae, padded.shape[-1] * padded.shape[-2], onehot.device, options.memory_budget)
     z = map_chunks(lambda x: vae.encode(x)[0], padded, chunk)
     return crop_2d(z, tuple(p // f for p in pads))
 
 
 @torch.inference_mode()
-def decode_volume(
-    vae,
-    latent: torch.Tensor,
-    *,
-    periodic: bool = False,
-    memory_budget: int | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Raw latent volume (C, d, h, w) → averaged per-phase probabilities (P, d·f, h·f, w·f)."""
+def decode_volume(vae, latent: torch.Tensor, options: SliceOptions | None = None, **keywords) -> torch.Tensor:
+    """Raw latent volume (C, d, h, w) → averaged per-phase probabilities (P, d·f, h·f, w·f).
+
+    ``options`` (:class:`SliceOptions`; its fields may also be given as keywords:
+    ``periodic``, ``memory_budget``, ``progress``) say how the slice batches run.
+    """
+    opts = SliceOptions.merge(options, **keywords)
     f = vae.config.downsample_factor
     c, d, h, w = latent.shape
     probs = torch.zeros((vae.config.n_phases, d * f, h * f, w * f), device=latent.device)
-    for axis in tqdm(range(3), desc="decode", unit="axis", disable=not progress, leave=False):
-        up = interpolate_along(latent, axis, f, periodic=periodic)
-        out = decode_slices(vae, to_slices(up, axis), periodic=periodic, memory_budget=memory_budget)
+    for axis in tqdm(range(3), desc="decode", unit="axis", disable=not opts.progress, leave=False):
+        up = interpolate_along(latent, axis, f, periodic=opts.periodic)
+        out = decode_slices(vae, to_slices(up, axis), opts)
         to_slices(probs, axis).add_(out)  # to_slices is a view: accumulates in (P, Z, Y, X)
     return probs.div_(3.0)
 
 
 @torch.inference_mode()
-def refine_volume(
-    vae,
-    probs: torch.Tensor,
-    iterations: int,
-    *,
-    periodic: bool = False,
-    memory_budget: int | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Three-axis refinement: ``iterations`` × (encode → decode along z, y, x; average)."""
+def refine_volume(vae, probs: torch.Tensor, refine: int, options: SliceOptions | None = None, **keywords) -> torch.Tensor:
+    """Three-axis refinement: ``refine`` passes of (encode → decode along z, y, x; average).
+
+    ``probs``: (P, Z, Y, X) per-phase probabilities; returns the same shape. ``options``
+    as for :func:`decode_volume`.
+    """
+    opts = SliceOptions.merge(options, **keywords)
     p = vae.config.n_phases
-    bar = tqdm(total=iterations * 3, desc="refine", unit="axis", disable=not progress, leave=False)
-    for _ in range(iterations):
+    bar = tqdm(total=refine * 3, desc="refine", unit="axis", disable=not opts.progress, leave=False)
+    for _ in range(refine):
         onehot = F.one_hot(probs.argmax(0), p).permute(3, 0, 1, 2).to(probs.dtype)
         new = torch.zeros_like(probs)
         for axis in range(3):
-            sl = to_slices(onehot, axis)
-            z = encode_slices(vae, sl, periodic=periodic, memory_budget=memory_budget)
-            to_slices(new, axis).add_(decode_slices(vae, z, periodic=periodic, memory_budget=memory_budget))
+            z = encode_slices(vae, to_slices(onehot, axis), opts)
+            to_slices(new, axis).add_(decode_slices(vae, z, opts))
             bar.update()
         probs = new.div_(3.0)
     bar.close()

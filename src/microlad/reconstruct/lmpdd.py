@@ -9,18 +9,15 @@ matches correlation within them.
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from tqdm.auto import tqdm
 
 from microlad.defaults import RECONSTRUCT_STEPS
 from microlad.diffusion import make_sampler
-from microlad.reconstruct._chunks import chunk_size, crop_2d, map_chunks, pad_2d
+from microlad.reconstruct._chunks import crop_2d, map_chunks, pad_2d, slices_per_call
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
 from microlad.reconstruct.coupling import coupled_output
-
-SamplerName = Literal["ddim", "ddpm"]
+from microlad.reconstruct.options import SliceOptions
 
 
 def predict_slices(
@@ -28,22 +25,17 @@ def predict_slices(
     volume: torch.Tensor,
     t: int,
     axis: int,
-    *,
-    periodic: bool = False,
-    memory_budget: int | None = None,
+    options: SliceOptions = SliceOptions(),
 ) -> torch.Tensor:
     """U-Net output for every latent slice normal to ``axis``, back in (C, d, h, w) layout.
 
-    Slices are padded (circularly when ``periodic``, by a margin of 2 latent cells, and
-    up to the U-Net's size multiple) so any latent size works, then cropped back.
+    Slices are padded (circularly when ``options.periodic``, by a margin of 2 latent
+    cells, and up to the U-Net's size multiple) so any latent size works, then cropped back.
     """
     slices = to_slices(volume, axis)
-    multiple = unet.config.size_multiple
-    margin = 2 if periodic else 0
-    padded, pads = pad_2d(slices, multiple=multiple, margin=margin, periodic=periodic)
-    cfg = unet.config
-    chunk = chunk_size(padded.shape[-1] * padded.shape[-2], width=cfg.base_channels * max(cfg.channel_multipliers),
-                       fine_width=cfg.base_channels, device=volume.device, budget=memory_budget)
+    margin = 2 if options.periodic else 0
+    padded, pads = pad_2d(slices, multiple=unet.config.size_multiple, margin=margin, periodic=options.periodic)
+    chunk = slices_per_call(unet, padded.shape[-1] * padded.shape[-2], volume.device, options.memory_budget)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         tt = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
@@ -60,14 +52,12 @@ def sample_latent_volume(
     latent_shape: tuple[int, int, int, int],
     *,
     steps: int = RECONSTRUCT_STEPS,
-    sampler: SamplerName = "ddim",
+    sampler: str = "ddim",
     average_axes: bool = False,
     slice_coupling: bool = True,
-    periodic: bool = False,
     generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-    memory_budget: int | None = None,
-    progress: bool = True,
+    options: SliceOptions | None = None,
+    **keywords,
 ) -> torch.Tensor:
     """Run L-MPDD and return the normalized latent volume (C, d, h, w).
 
@@ -75,25 +65,29 @@ def sample_latent_volume(
     ----------
     latent_shape : (C, d, h, w) = (latent channels, D/f, H/f, W/f).
     steps : sampler steps (each step slices along one axis, cycling z, y, x).
-    sampler : "ddim" (deterministic, default) or "ddpm" (ancestral).
+    sampler : a name of :data:`microlad.diffusion.SAMPLER_NAMES`: "ddim"
+        (deterministic, default) or "ancestral" (also accepted as "ddpm").
     average_axes : at every step average the model outputs of all three slicing
         orientations (3× the U-Net cost) instead of cycling one axis per step.
     slice_coupling : smooth each step's clean estimate along the slicing axis until its
         cross-slice correlation matches the in-plane one (see
         :mod:`microlad.reconstruct.coupling`); False gives the paper's plain L-MPDD.
-    periodic : wrap latent slices around their borders (periodic volume).
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
+    options : :class:`SliceOptions` (``periodic``, ``memory_budget``, ``progress``,
+        ``device``); its fields may also be given as keywords.
     """
-    s = make_sampler(schedule, sampler, steps)  # "ddim" or "ddpm" (ancestral)
+    opts = SliceOptions.merge(options, **keywords)
+    device = opts.device if opts.device is not None else "cpu"
+    s = make_sampler(schedule, sampler, steps)
     z = torch.randn(latent_shape, generator=generator, device=generator.device if generator else device).to(device)
     axes = axis_schedule(len(s))
-    bar = tqdm(total=len(s), desc="L-MPDD", unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=len(s), desc="L-MPDD", unit="step", disable=not opts.progress, leave=False)
     for i, t in enumerate(s.timesteps.tolist()):
         outs = []
         for a in (range(3) if average_axes else [axes[i]]):
-            out = predict_slices(unet, z, t, a, periodic=periodic, memory_budget=memory_budget)
+            out = predict_slices(unet, z, t, a, opts)
             if slice_coupling:
-                out = coupled_output(schedule, z, out, t, a, periodic=periodic)
+                out = coupled_output(schedule, z, out, t, a, periodic=opts.periodic)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else sum(outs) / 3.0
         # the sampler update is element-wise, so it is applied in the canonical layout
