@@ -80,7 +80,7 @@ def make_volume(model, variant: str, seed: int, size: int) -> tuple[np.ndarray, 
                     z = math.sqrt(a) * z + math.sqrt(1 - a) * torch.randn(shape, generator=gen)
                     z = ddim_tail(model, z, sampler, start, axis_offset=h + 1)
         else:
-            z = sample_latent_volume(unet, model.schedule, shape, steps=steps, sampler="ddpm" if variant.endswith("ddpm50") else "ddim",
+            z = sample_latent_volume(unet, model.schedule, shape, steps=steps, sampler="ancestral" if variant.endswith("ddpm50") else "ddim",
                                      average_axes=variant.endswith("average_axes"), slice_coupling=coupled,
                                      generator=gen, progress=False)
         std = float(z.std(dim=(1, 2, 3)).mean())

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, make_timesteps
+from microlad.diffusion import SAMPLER_NAMES, AncestralSampler, DDIMSampler, DDPMSchedule, canonical_sampler, make_sampler, make_timesteps
 from microlad.errors import InputError, ShapeError
 
 
@@ -100,6 +100,16 @@ def test_output_for_x0_is_the_target_of_the_forward_process(prediction_type: str
         torch.testing.assert_close(sched.predict_x0_eps(xt, sched.output_for_x0(xt, x0, t), t)[0], x0, atol=2e-4, rtol=1e-4)
     with pytest.raises(ShapeError):
         sched.output_for_x0(xt, x0[:1], 3)
+
+
+def test_one_set_of_sampler_names_with_the_old_spelling_accepted() -> None:
+    assert SAMPLER_NAMES == ("ddim", "ancestral")
+    assert [canonical_sampler(n) for n in ("ddim", "ancestral", "ddpm")] == ["ddim", "ancestral", "ancestral"]
+    sched = DDPMSchedule(100)
+    assert isinstance(make_sampler(sched, "ddpm", 10), AncestralSampler)
+    assert isinstance(make_sampler(sched, "ddim", 10), DDIMSampler)
+    with pytest.raises(InputError, match="'ddim', 'ancestral'"):
+        canonical_sampler("euler")
 
 
 def test_make_timesteps() -> None:

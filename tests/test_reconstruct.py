@@ -160,12 +160,16 @@ def test_reconstruct_any_shape_and_same_seed_same_volume(tiny_model, shape):
 
 
 def test_periodic_and_ancestral_and_averaged_options_run(tiny_model):
-    for kw in ({"periodic": True}, {"sampler": "ddpm"}, {"average_axes": True}):
+    for kw in ({"periodic": True}, {"sampler": "ancestral"}, {"average_axes": True}):
         r = reconstruct(tiny_model, (8, 12, 16), steps=3, refine=1, progress=False, **kw)[0]
         assert r.labels.shape == (8, 12, 16)
-    r1 = reconstruct(tiny_model, (8, 8, 8), steps=3, sampler="ddpm", seed=5, progress=False)[0]
-    r2 = reconstruct(tiny_model, (8, 8, 8), steps=3, sampler="ddpm", seed=5, progress=False)[0]
+    r1 = reconstruct(tiny_model, (8, 8, 8), steps=3, sampler="ancestral", seed=5, progress=False)[0]
+    r2 = reconstruct(tiny_model, (8, 8, 8), steps=3, sampler="ddpm", seed=5, progress=False)[0]  # the old spelling
     np.testing.assert_array_equal(r1.labels, r2.labels)
+    from microlad.errors import InputError
+
+    with pytest.raises(InputError, match="sampler must be one of"):
+        reconstruct(tiny_model, (8, 8, 8), steps=3, sampler="euler", progress=False)
 
 
 @pytest.mark.parametrize("bad", [(16, 16), (16, 16, 18), (0, 16, 16), (16, 16, 2)])

@@ -1,12 +1,13 @@
 """Reconstruction defaults shared by the Python API, the CLI, the demo and the benchmarks.
 
-Kept free of heavy imports so the CLI can read them without loading torch.
+Kept free of heavy imports so the CLI can read them without loading torch. The
+measurements behind each choice are in BENCHMARKS.md.
 """
 
 RECONSTRUCT_STEPS = 25
-"""DDIM steps of L-MPDD. 25 and 50 steps give the same slice-S2 fidelity within the
-standard error (30 × 64³, SOFC anode and carbonate: max |signed error| 2.2 / 1.1 % at 25
-steps, 2.2 / 1.3 % at 50); 25 halves the sampling time (BENCHMARKS.md)."""
+"""DDIM steps of L-MPDD. Chosen because 25 steps give the same slice-S2 fidelity as 50
+within the standard error at half the sampling time (BENCHMARKS.md)."""
 
-REFINE_PASSES = 1
-"""Three-axis refinement passes K (pass 1 changes ~0.7 % of the voxels, pass 2 ~0.14 %)."""
+RECONSTRUCT_REFINE = 1
+"""Three-axis refinement passes K (``refine``). Chosen because a second pass changes far
+fewer voxels than the first and the slice-S2 fidelity does not improve (BENCHMARKS.md)."""

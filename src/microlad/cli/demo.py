@@ -22,7 +22,7 @@ def demo(
 ) -> None:
     """Reconstruct a 3D volume from the bundled 2D-trained model and report its statistics."""
     from microlad.bundled import DEFAULT_MODEL, bundled_models, resolve_model
-    from microlad.defaults import REFINE_PASSES, RECONSTRUCT_STEPS
+    from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
     from microlad.errors import InputError
 
     if model == DEFAULT_MODEL and DEFAULT_MODEL not in bundled_models():
@@ -44,15 +44,15 @@ def demo(
     m = load_model(path)
     src = (path / "SOURCE.md").read_text().splitlines()[0].lstrip("# ") if (path / "SOURCE.md").exists() else str(path)
     typer.echo(f"model: {model} ({m.n_phases} phases, trained on 2D {m.patch_size}x{m.patch_size} patches) — {src}")
-    passes = f"{REFINE_PASSES} refinement pass" + ("" if REFINE_PASSES == 1 else "es")
+    passes = f"{RECONSTRUCT_REFINE} refinement pass" + ("" if RECONSTRUCT_REFINE == 1 else "es")
     typer.echo(f"reconstructing one {size}^3 volume (L-MPDD, DDIM {RECONSTRUCT_STEPS} steps, {passes}, seed {seed}) ...")
     t0 = time.perf_counter()
-    rec = m.reconstruct((size, size, size), n=1, seed=seed, steps=RECONSTRUCT_STEPS, refine=REFINE_PASSES, match_vf=True, progress=True)[0]
+    rec = m.reconstruct((size, size, size), n=1, seed=seed, steps=RECONSTRUCT_STEPS, refine=RECONSTRUCT_REFINE, match_vf=True, progress=True)[0]
     elapsed = time.perf_counter() - t0
     labels = rec.labels
     vol = write_volume(out / "volume_000.tif", labels, grey_values=tuple(m.grey_values), overwrite=overwrite,
                        metadata={"model": str(model), "seed": seed, "command": "microlad demo", "timings_s": rec.timings,
-                                 "config": {"shape": [size] * 3, "steps": RECONSTRUCT_STEPS, "refine": REFINE_PASSES, "match_vf": True}})
+                                 "config": {"shape": [size] * 3, "steps": RECONSTRUCT_STEPS, "refine": RECONSTRUCT_REFINE, "match_vf": True}})
     typer.echo(f"done in {elapsed:.1f} s\n")
     report = properties(labels, grey_values=m.grey_values)
     report["fidelity"] = _fidelity(labels, m)

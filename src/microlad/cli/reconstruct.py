@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import typer
 
-from microlad.defaults import REFINE_PASSES, RECONSTRUCT_STEPS
+from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -24,9 +24,9 @@ def reconstruct(
     shape: Tuple[int, int, int] = typer.Option(..., "--shape", help="Volume size D H W in voxels (multiples of the VAE factor).", show_default=False),
     n: int = typer.Option(1, "-n", "--n", help="Number of volumes."),
     steps: int = typer.Option(RECONSTRUCT_STEPS, "--steps", help="DDIM sampler steps (each slices along one axis: z, y, x, z, ...)."),
-    refine: int = typer.Option(REFINE_PASSES, "--refine", help="Three-axis refinement iterations (encode → decode every voxel slice along z, y, x)."),
+    refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes (encode → decode every voxel slice along z, y, x)."),
     seed: int = typer.Option(0, "--seed", help="Seed of volume 0; volume i uses seed + i."),
-    sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ddpm (ancestral)."),
+    sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ancestral (DDPM; also accepted as ddpm)."),
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
     slice_coupling: bool = typer.Option(True, "--slice-coupling/--no-slice-coupling", help="Couple slices across the slicing axis so correlation is isotropic (--no-slice-coupling: the paper's plain L-MPDD)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),

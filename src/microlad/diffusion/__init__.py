@@ -6,15 +6,26 @@ sequence and one reverse ``step``. Sampling loops live in :mod:`microlad.model` 
 """
 from __future__ import annotations
 
-from microlad.diffusion._samplers import SAMPLER_NAMES, TIMESTEP_SPACINGS, AncestralSampler, DDIMSampler, make_sampler, make_timesteps
+from microlad.diffusion._samplers import (
+    SAMPLER_ALIASES,
+    SAMPLER_NAMES,
+    TIMESTEP_SPACINGS,
+    AncestralSampler,
+    DDIMSampler,
+    canonical_sampler,
+    make_sampler,
+    make_timesteps,
+)
 from microlad.diffusion._schedule import BETA_SCHEDULES, PREDICTION_TYPES, DDPMSchedule
 
 __all__ = [
     "DDPMSchedule",
     "DDIMSampler",
     "AncestralSampler",
+    "canonical_sampler",
     "make_sampler",
     "make_timesteps",
+    "SAMPLER_ALIASES",
     "SAMPLER_NAMES",
     "BETA_SCHEDULES",
     "PREDICTION_TYPES",

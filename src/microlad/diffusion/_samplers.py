@@ -20,7 +20,10 @@ import torch
 from microlad.diffusion._schedule import DDPMSchedule
 from microlad.errors import InputError, ShapeError
 
-__all__ = ["DDIMSampler", "AncestralSampler", "make_sampler", "make_timesteps", "SAMPLER_NAMES", "TIMESTEP_SPACINGS"]
+__all__ = [
+    "DDIMSampler", "AncestralSampler", "canonical_sampler", "make_sampler", "make_timesteps",
+    "SAMPLER_ALIASES", "SAMPLER_NAMES", "TIMESTEP_SPACINGS",
+]
 
 TIMESTEP_SPACINGS = ("trailing", "linspace")
 
@@ -161,14 +164,26 @@ class AncestralSampler(_Sampler):
         return mean
 
 
-SAMPLER_NAMES = ("ddim", "ancestral", "ddpm")
-"""``"ddim"``; ``"ancestral"`` and its alias ``"ddpm"`` (the CLI's name)."""
+SAMPLER_NAMES = ("ddim", "ancestral")
+"""The sampler names: ``"ddim"`` (deterministic for η = 0) and ``"ancestral"`` (DDPM)."""
+
+SAMPLER_ALIASES = {"ddpm": "ancestral"}
+"""Other spellings accepted at the API and CLI boundary, and the name each stands for."""
+
+
+def canonical_sampler(name: str) -> str:
+    """The :data:`SAMPLER_NAMES` entry ``name`` stands for (aliases resolved); raises
+    :class:`~microlad.errors.InputError` for an unknown name."""
+    canonical = SAMPLER_ALIASES.get(name, name)
+    if canonical not in SAMPLER_NAMES:
+        alias = ", ".join(f"{a!r} = {c!r}" for a, c in SAMPLER_ALIASES.items())
+        raise InputError(f"sampler must be one of {', '.join(map(repr, SAMPLER_NAMES))} ({alias}), got {name!r}")
+    return canonical
 
 
 def make_sampler(schedule: DDPMSchedule, name: str, steps: int | None = 50, *, eta: float = 0.0) -> DDIMSampler | AncestralSampler:
-    """The sampler called ``name`` with ``steps`` steps (``None``: 50 for DDIM, all T for ancestral)."""
-    if name == "ddim":
+    """The sampler called ``name`` (see :func:`canonical_sampler`) with ``steps`` steps
+    (``None``: 50 for DDIM, all T for ancestral)."""
+    if canonical_sampler(name) == "ddim":
         return DDIMSampler(schedule, 50 if steps is None else steps, eta)
-    if name in ("ancestral", "ddpm"):
-        return AncestralSampler(schedule, steps)
-    raise InputError(f"sampler must be one of {SAMPLER_NAMES}, got {name!r}")
+    return AncestralSampler(schedule, steps)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from microlad.defaults import REFINE_PASSES, RECONSTRUCT_STEPS
+from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
+from microlad.diffusion import canonical_sampler
 from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
@@ -52,8 +53,8 @@ def reconstruct(
     n: int = 1,
     seed: int = 0,
     steps: int = RECONSTRUCT_STEPS,
-    sampler: Literal["ddim", "ddpm"] = "ddim",
-    refine: int = REFINE_PASSES,
+    sampler: str = "ddim",
+    refine: int = RECONSTRUCT_REFINE,
     average_axes: bool = False,
     slice_coupling: bool = True,
     periodic: bool = False,
@@ -64,14 +65,16 @@ def reconstruct(
 ) -> list[Reconstruction]:
     """Generate ``n`` volumes of ``shape`` (D, H, W) with L-MPDD + three-axis refinement.
 
-    Volume i uses seed ``seed + i``. ``steps``: DDIM steps (default 25: the same fidelity as
-    50 at half the time, :mod:`microlad.defaults`). ``refine`` is the number K of three-axis refinement
-    passes (default 1: on the bundled SOFC model the first pass changes 0.7 % of the
-    voxels of a 64³ volume, the second 0.14 %, and the slice-S2 fidelity is the same for
-    K = 0, 2 and 4; each pass costs ~50 s at 256³ on 2 CPU cores). Sides must be multiples of the VAE factor; any size
-    and aspect ratio works (the networks are fully convolutional, slices are padded to
-    the U-Net's size multiple). ``memory_budget`` (bytes) caps the activations of one
-    batched network call (default 1 GiB), which bounds peak memory for large volumes.
+    Volume i uses seed ``seed + i``. ``steps``: sampler steps (default
+    :data:`~microlad.defaults.RECONSTRUCT_STEPS`). ``sampler``: ``"ddim"`` or ``"ancestral"``
+    (``"ddpm"`` is accepted for the latter; :func:`microlad.diffusion.canonical_sampler`).
+    ``refine``: the number K of three-axis refinement passes (default
+    :data:`~microlad.defaults.RECONSTRUCT_REFINE`). Sides must be multiples of the VAE
+    factor; any size and aspect ratio works (the networks are fully convolutional, slices
+    are padded to the U-Net's size multiple). ``memory_budget`` (bytes) caps the
+    activations of one batched network call (default 1 GiB), which bounds peak memory for
+    large volumes. ``periodic``, ``memory_budget`` and ``progress`` become the
+    :class:`~microlad.reconstruct.SliceOptions` of every stage.
 
     ``slice_coupling`` (default True, ours): couple the slices' clean estimates across the
     slicing axis at every step so the volume's correlation is isotropic
@@ -95,8 +98,7 @@ def reconstruct(
         raise InputError(f"steps must be >= 1, got {steps}")
     if refine < 0:
         raise InputError(f"refine must be >= 0, got {refine}")
-    if sampler not in ("ddim", "ddpm"):
-        raise InputError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+    sampler = canonical_sampler(sampler)
     target_vf = _target_fractions(model, match_vf)
     device = next(vae.parameters()).device
     latent_shape = (vae.config.latent_channels, dims[0] // f, dims[1] // f, dims[2] // f)
