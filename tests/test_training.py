@@ -197,3 +197,60 @@ def test_bad_arguments(tmp_path, image):
     with pytest.raises(InputError, match="n_phases"):
         train(image, tmp_path / "c", **tiny(vae_config=VAEConfig(n_phases=3, **TINY_VAE)))
     assert not (tmp_path / "a").exists()
+
+
+def _tiny_settings(**requested):
+    from microlad.training._settings import RunSettings
+
+    base = dict(patch=16, vae_steps=4, ldm_steps=4, batch=2, seed=7, vae_config=VAEConfig(n_phases=2, **TINY_VAE),
+                unet_config=UNetConfig(**TINY_UNET), options=TrainOptions(**TINY_OPTS))
+    return RunSettings.merge({**base, **requested}, None, 2)
+
+
+def test_run_settings_merge_with_a_checkpoint():
+    from microlad.training._settings import RunSettings
+
+    fresh = _tiny_settings()
+    saved = json.loads(json.dumps(fresh.to_dict()))  # as stored in train_state.json
+    # on resume, unset values come from the checkpoint, not from the defaults
+    resumed = RunSettings.merge({"patch": None, "vae_steps": None, "vae_config": None}, saved, 2)
+    assert resumed == fresh
+    assert RunSettings.merge({}, None, 2).patch == 64 and RunSettings.merge({}, None, 2).seed == 0
+    with pytest.raises(InputError, match="--ldm-steps 9 differs from the checkpoint's ldm_steps=4"):
+        RunSettings.merge({"ldm_steps": 9}, saved, 2)
+    with pytest.raises(InputError, match="augment=False differs"):
+        RunSettings.merge({"augment": False}, saved, 2)
+    with pytest.raises(InputError, match="unet_config differs"):
+        RunSettings.merge({"unet_config": UNetConfig(**{**TINY_UNET, "base_channels": 16})}, saved, 2)
+    with pytest.raises(InputError, match="n_phases=2 but the images have 3 phases"):
+        RunSettings.merge({}, saved, 3)
+
+
+def test_train_state_checkpoint_restores_what_it_saved():
+    from microlad.training._distributed import DistContext
+    from microlad.training._state import MODULES, OPTIMIZERS, TrainState
+
+    settings, ctx = _tiny_settings(), DistContext()
+    a = TrainState(settings, ctx)
+    for net, opt in ((a.vae, a.opt_vae), (a.unet, a.opt_unet)):  # give every part a non-initial state
+        params = [p for p in net.parameters() if p.requires_grad]
+        sum(p.sum() for p in params).backward()
+        opt.step()
+    a.ema.load_state_dict(a.unet.state_dict())
+    torch.randn(3, generator=a.data_gen), a.np_rng.random()
+    for stage in ("vae", "ldm"):
+        a.stage, a.steps = stage, {"vae": 4, "ldm": 2 if stage == "ldm" else 0}
+        tensors, doc = a.checkpoint()
+        names = {k.split("/")[0] for k in tensors}
+        assert names == {*MODULES[stage], *OPTIMIZERS[stage], "rng"}
+        b = TrainState(settings, ctx)
+        b.restore(tensors, json.loads(json.dumps(doc)))
+        assert (b.stage, b.steps) == (stage, a.steps)
+        for name in MODULES[stage]:
+            assert _same(getattr(a, name).state_dict(), getattr(b, name).state_dict())
+        for name in OPTIMIZERS[stage]:
+            sa, sb = getattr(a, name).state_dict()["state"], getattr(b, name).state_dict()["state"]
+            assert sa.keys() == sb.keys() and all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i] if torch.is_tensor(sa[i][k]))
+        for gen in ("data_gen", "noise_gen"):
+            assert torch.equal(getattr(a, gen).get_state(), getattr(b, gen).get_state())
+        assert a.np_rng.bit_generator.state == b.np_rng.bit_generator.state

@@ -16,7 +16,7 @@ contract cannot be changed in place; ``np.asarray`` turns them back into arrays.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from microlad.errors import InputError
 __all__ = ["ModelConfig", "ReconstructionScore", "TrainingReport", "TrainingStats"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound="_Contract")
 
 
 def _frozen(value: Any) -> Any:
@@ -79,8 +80,28 @@ def _to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+class _Contract:
+    """``from_dict`` / ``to_dict`` shared by the contracts (see the module docstring)."""
+
+    extra: Mapping[str, Any]
+
+    @classmethod
+    def _nested(cls) -> dict[str, Callable[[Any], Any]]:
+        """Builders of the fields that are contracts themselves."""
+        return {}
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any] | None) -> C:
+        """Tolerant inverse of :meth:`to_dict`: missing entries → ``None``, unknown → ``extra``."""
+        return _from_dict(cls, data, cls._nested())  # type: ignore[attr-defined]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (the layout of ``config.json``); unset (``None``) fields are left out."""
+        return _to_dict(self)
+
+
 @dataclass(frozen=True)
-class ReconstructionScore:
+class ReconstructionScore(_Contract):
     """VAE encode → decode (posterior mean, argmax) on held-out label patches.
 
     ``accuracy``: per phase, the fraction of the phase's pixels reconstructed as that
@@ -98,18 +119,9 @@ class ReconstructionScore:
     heldout_seed: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ReconstructionScore:
-        """Tolerant inverse of :meth:`to_dict` (see the module docstring)."""
-        return _from_dict(cls, data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the layout of ``config.json``)."""
-        return _to_dict(self)
-
 
 @dataclass(frozen=True)
-class TrainingReport:
+class TrainingReport(_Contract):
     """What a training run did: held-out VAE score, last logged losses, times, settings.
 
     ``final_losses``: per stage (``"vae"``, ``"ldm"``) the mean loss parts of the last log
@@ -130,17 +142,12 @@ class TrainingReport:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> TrainingReport:
-        """Tolerant inverse of :meth:`to_dict` (see the module docstring)."""
-        return _from_dict(cls, data, {"vae_reconstruction": ReconstructionScore.from_dict})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the layout of ``config.json``)."""
-        return _to_dict(self)
+    def _nested(cls) -> dict[str, Callable[[Any], Any]]:
+        return {"vae_reconstruction": ReconstructionScore.from_dict}
 
 
 @dataclass(frozen=True)
-class TrainingStats:
+class TrainingStats(_Contract):
     """Per-phase statistics of the training data (P phases; S2 up to ``s2_cutoff`` pixels).
 
     Patch statistics (means and stds over ``n_patches`` random ``patch``² crops):
@@ -175,13 +182,8 @@ class TrainingStats:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> TrainingStats:
-        """Tolerant inverse of :meth:`to_dict` (see the module docstring)."""
-        return _from_dict(cls, data, {"report": TrainingReport.from_dict})
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the layout of ``config.json``)."""
-        return _to_dict(self)
+    def _nested(cls) -> dict[str, Callable[[Any], Any]]:
+        return {"report": TrainingReport.from_dict}
 
     def fractions(self) -> tuple[float, ...] | None:
         """The training phase fractions reconstruction matches: ``image_volume_fraction``,
@@ -191,7 +193,7 @@ class TrainingStats:
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Contract):
     """``config.json``'s ``"config"``: training patch size (pixels), the microlad version
     that wrote the directory and the training settings (``training``: run settings,
     :class:`~microlad.training.TrainOptions` as a dict, world size, input names)."""
@@ -200,12 +202,3 @@ class ModelConfig:
     microlad_version: str | None = None
     training: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> ModelConfig:
-        """Tolerant inverse of :meth:`to_dict` (see the module docstring)."""
-        return _from_dict(cls, data)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (the layout of ``config.json``)."""
-        return _to_dict(self)

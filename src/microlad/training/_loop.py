@@ -1,73 +1,49 @@
-"""Two-stage MicroLad training: categorical VAE (METHOD.md §2), then latent DDPM (§3)."""
+"""Two-stage MicroLad training: categorical VAE (METHOD.md §2), then latent DDPM (§3).
+
+The run's settings are a :class:`~microlad.training._settings.RunSettings` (merged with
+the checkpoint on resume), everything that changes is a
+:class:`~microlad.training._state.TrainState` (which also owns the checkpoint layout),
+and both stages run through one loop (``_Trainer._run_stage``) that differs only in its
+step function.
+"""
 from __future__ import annotations
 
 import contextlib
-import copy
+import dataclasses
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from microlad._version import __version__
 from microlad.data import LabelImages, PatchSampler, as_label_images
+from microlad.device import resolve_device
+from microlad.diffusion import DDPMSchedule
 from microlad.errors import CheckpointError, InputError, OutputExistsError
-from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig, phase_class_weights, vae_loss
-from microlad.training._checkpoint import (
-    flatten_optimizer,
-    has_train_state,
-    load_train_state,
-    remove_stale_temporaries,
-    save_train_state,
-    unflatten_optimizer,
-)
+from microlad.metadata import ReconstructionScore, TrainingReport, TrainingStats
+from microlad.model import MicroladModel, load_model
+from microlad.models import UNetConfig, VAEConfig, phase_class_weights, vae_loss
+from microlad.training._checkpoint import has_train_state, load_train_state, remove_stale_temporaries, save_train_state
 from microlad.training._distributed import DistContext
-from microlad.training._options import (
-    DEFAULT_BATCH,
-    DEFAULT_CHECKPOINT_EVERY,
-    DEFAULT_LDM_STEPS,
-    DEFAULT_PATCH,
-    DEFAULT_VAE_STEPS,
-    TrainOptions,
-    lr_at,
-)
+from microlad.training._options import DEFAULT_CHECKPOINT_EVERY, TrainOptions, lr_at
+from microlad.training._settings import RunSettings
+from microlad.training._state import TrainState, derive_seed
 from microlad.training._stats import encoder_moments, heldout_reconstruction, patch_statistics
 
 __all__ = ["train"]
 
 log = logging.getLogger("microlad.training")
 
-# Independent random streams derived from (seed, stream, rank) with numpy's SeedSequence.
-_STREAMS = {"init": 0, "data": 1, "noise": 2, "stats": 3, "bank": 4, "numpy": 5, "global": 6}
 # Files a previous run may have left in out_dir; --overwrite removes exactly these.
 _OWN_FILES = ("config.json", "vae.safetensors", "unet_ema.safetensors", "train_state.safetensors", "train_state.json")
-
-
-def _derive_seed(seed: int, stream: str, rank: int = 0, extra: int = 0) -> int:
-    ss = np.random.SeedSequence([seed, _STREAMS[stream], rank, extra])
-    return int(ss.generate_state(1, dtype=np.uint64)[0] & ((1 << 63) - 1))
-
-
-def _schedule_to_dict(schedule: Any) -> dict[str, Any]:
-    if hasattr(schedule, "to_dict"):
-        return dict(schedule.to_dict())
-    if hasattr(schedule, "config"):
-        return dict(schedule.config)
-    raise InputError(f"schedule {type(schedule).__name__} has no to_dict(); pass a microlad.diffusion.DDPMSchedule")
-
-
-def _schedule_from_dict(data: dict[str, Any]) -> Any:
-    from microlad.diffusion import DDPMSchedule
-
-    if hasattr(DDPMSchedule, "from_dict"):
-        return DDPMSchedule.from_dict(data)
-    return DDPMSchedule(**data)
 
 
 def _dir_is_empty(path: Path) -> bool:
@@ -126,7 +102,7 @@ def train(
     augment: bool | None = None,
     vae_config: VAEConfig | None = None,
     unet_config: UNetConfig | None = None,
-    schedule: Any = None,
+    schedule: DDPMSchedule | None = None,
     options: TrainOptions | None = None,
 ):
     """Train a MicroLad model (VAE + latent DDPM) on segmented 2D images or 3D volumes.
@@ -191,36 +167,43 @@ def train(
     ``batch // world``, and checkpoints hold the unwrapped modules, so they load the same
     whatever the number of processes.
     """
-    from microlad.device import resolve_device
-
     labels = as_label_images(images)
     if checkpoint_every < 1:
         raise InputError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
     dev = resolve_device(device)
     ctx = DistContext.setup(dev)
     try:
-        trainer = _Trainer(
-            labels, Path(out_dir), ctx,
-            requested=dict(patch=patch, vae_steps=vae_steps, ldm_steps=ldm_steps, batch=batch, seed=seed, augment=augment),
-            resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every, progress=progress,
-            vae_config=vae_config, unet_config=unet_config, schedule=schedule, options=options,
-        )
+        requested = dict(patch=patch, vae_steps=vae_steps, ldm_steps=ldm_steps, batch=batch, seed=seed, augment=augment,
+                         vae_config=vae_config, unet_config=unet_config, schedule=schedule, options=options)
+        trainer = _Trainer(labels, Path(out_dir), ctx, requested=requested, resume=resume, overwrite=overwrite,
+                           checkpoint_every=checkpoint_every, progress=progress)
         with _torch_settings(ctx.device):
             return trainer.run()
     finally:
         ctx.close()
 
 
+@dataclass
+class _Stage:
+    """One training stage as :meth:`_Trainer._run_stage` runs it."""
+
+    label: str  # progress-bar label
+    total: int  # steps of the stage
+    peak_lr: float
+    optimizer: torch.optim.Optimizer
+    step: Callable[[int], dict[str, float]]  # one optimisation step at 0-based index → loss parts
+    checkpoint_at_end: bool  # stage 2 ends in _finish, which writes the final checkpoint
+
+
 class _Trainer:
     def __init__(self, labels: LabelImages, out_dir: Path, ctx: DistContext, *, requested: dict[str, Any],
-                 resume: bool, overwrite: bool, checkpoint_every: int, progress: bool,
-                 vae_config: VAEConfig | None, unet_config: UNetConfig | None, schedule: Any,
-                 options: TrainOptions | None) -> None:
+                 resume: bool, overwrite: bool, checkpoint_every: int, progress: bool) -> None:
         self.labels, self.out_dir, self.ctx = labels, out_dir, ctx
         self.dev = ctx.device
         self.checkpoint_every, self.show = checkpoint_every, progress and ctx.is_main
         self.ckpt_tensors: dict[str, torch.Tensor] | None = None
         self.ckpt: dict[str, Any] | None = None
+        self.skipped = 0
 
         # -- output directory and checkpoint --------------------------------------------------
         if out_dir.exists() and not out_dir.is_dir():
@@ -235,45 +218,14 @@ class _Trainer:
             raise OutputExistsError(f"{out_dir}: directory is not empty; pass --resume to continue a run there or --overwrite to replace it")
 
         # -- run settings (checkpoint values win on resume; explicit conflicts are errors) ----
-        defaults = dict(patch=DEFAULT_PATCH, vae_steps=DEFAULT_VAE_STEPS, ldm_steps=DEFAULT_LDM_STEPS,
-                        batch=DEFAULT_BATCH, seed=0, augment=True)
-        saved = self.ckpt["run"] if self.ckpt else {}
-        run: dict[str, Any] = {}
-        for key, default in defaults.items():
-            want = requested[key]
-            if key in saved and want is not None and want != saved[key]:
-                flag = f"augment={want}" if key == "augment" else f"--{key.replace('_', '-')} {want}"
-                raise InputError(f"{flag} differs from the checkpoint's {key}={saved[key]}; omit it or pass the same value to resume")
-            run[key] = saved.get(key, default) if want is None else want
-        for key in ("patch", "batch"):
-            if not isinstance(run[key], int) or run[key] < 1:
-                raise InputError(f"{key} must be a positive integer, got {run[key]!r}")
-        for key in ("vae_steps", "ldm_steps", "seed"):
-            if not isinstance(run[key], int) or run[key] < 0:
-                raise InputError(f"{key} must be a non-negative integer, got {run[key]!r}")
-        self.run_cfg = run
-        p = labels.n_phases
-        self.vae_cfg = self._pick("vae_config", vae_config, VAEConfig.from_dict, lambda: VAEConfig(n_phases=p))
-        if self.vae_cfg.n_phases != p:
-            raise InputError(f"vae_config.n_phases={self.vae_cfg.n_phases} but the images have {p} phases")
-        c = self.vae_cfg.latent_channels
-        self.unet_cfg = self._pick("unet_config", unet_config, UNetConfig.from_dict, lambda: UNetConfig(in_channels=c))
-        if self.unet_cfg.in_channels != c:
-            raise InputError(f"unet_config.in_channels={self.unet_cfg.in_channels} but the VAE has {c} latent channels")
-        self.opts = self._pick("options", options, TrainOptions.from_dict, TrainOptions)
-        self.schedule = self._pick_schedule(schedule)
-
-        multiple = self.vae_cfg.downsample_factor * self.unet_cfg.size_multiple
-        if run["patch"] % multiple:
-            raise InputError(f"patch {run['patch']} must be a multiple of {multiple} (VAE factor x U-Net size multiple)")
-        self.sampler = PatchSampler(labels, patch=run["patch"], augment=run["augment"])
-        if run["batch"] < ctx.world:
-            raise InputError(f"batch {run['batch']} is smaller than the number of processes {ctx.world}")
-        if run["batch"] % ctx.world:
-            log.warning("batch %d is not divisible by %d processes; using %d per process", run["batch"], ctx.world, run["batch"] // ctx.world)
-        self.batch = run["batch"] // ctx.world
-        ldm_global = self.opts.ldm_batch or 2 * run["batch"]
-        self.ldm_batch = max(1, ldm_global // ctx.world)
+        self.settings = s = RunSettings.merge(requested, self.ckpt["run"] if self.ckpt else None, labels.n_phases)
+        self.sampler = PatchSampler(labels, patch=s.patch, augment=s.augment)
+        if s.batch < ctx.world:
+            raise InputError(f"batch {s.batch} is smaller than the number of processes {ctx.world}")
+        if s.batch % ctx.world:
+            log.warning("batch %d is not divisible by %d processes; using %d per process", s.batch, ctx.world, s.batch // ctx.world)
+        self.batch = s.batch // ctx.world
+        self.ldm_batch = max(1, (s.options.ldm_batch or 2 * s.batch) // ctx.world)
         if self.ckpt and self.ckpt.get("inputs", {}).get("fingerprint") != labels.fingerprint():
             raise InputError(f"the images differ from those of the checkpoint in {out_dir}; pass the same images to resume or use --overwrite")
 
@@ -287,65 +239,19 @@ class _Trainer:
                     (out_dir / name).unlink(missing_ok=True)
         ctx.barrier()
 
-        self.stage = "vae"
-        self.vae_step = self.ldm_step = 0
-        self.losses: dict[str, dict[str, float]] = {}
-        self.times: dict[str, float] = {"vae": 0.0, "stats": 0.0, "ldm": 0.0}
-        self.training_stats: dict[str, Any] = {}
-        self.ckpt_count = 0
-        self.skipped = 0
-
-    def _pick(self, key: str, given: Any, from_dict: Any, default: Any) -> Any:
-        saved = self.ckpt["run"].get(key) if self.ckpt else None
-        if saved is not None:
-            saved_obj = from_dict(saved)
-            if given is not None and given.to_dict() != saved_obj.to_dict():
-                raise InputError(f"{key} differs from the checkpoint's; omit it or pass the same to resume")
-            return saved_obj
-        return given if given is not None else default()
-
-    def _pick_schedule(self, given: Any) -> Any:
-        saved = self.ckpt["run"].get("schedule") if self.ckpt else None
-        if saved is not None:
-            if given is not None and _schedule_to_dict(given) != saved:
-                raise InputError("schedule differs from the checkpoint's; omit it or pass the same to resume")
-            return _schedule_from_dict(saved)
-        if given is not None:
-            return given
-        from microlad.diffusion import DDPMSchedule
-
-        return DDPMSchedule()
-
     # ---------------------------------------------------------------------------------------------
     def run(self):
-        ctx, seed = self.ctx, self.run_cfg["seed"]
-        torch.manual_seed(_derive_seed(seed, "init"))  # identical initial weights on every rank
-        self.vae = CategoricalVAE(self.vae_cfg).to(self.dev)
-        self.unet = UNet2D(self.unet_cfg).to(self.dev)
-        self.ema = copy.deepcopy(self.unet).requires_grad_(False)
-        self.opt_vae = torch.optim.Adam(self.vae.parameters(), lr=self.opts.vae_lr)
-        self.opt_unet = torch.optim.Adam(self.unet.parameters(), lr=self.opts.ldm_lr)
-        self._seed_generators(extra=0)
+        self.state = TrainState(self.settings, self.ctx)
         if self.ckpt is not None:
             self._restore()
-
-        if self.stage == "done":
-            from microlad.model import load_model
-
+        if self.state.stage == "done":
             log.info("%s: training already complete; loading the model", self.out_dir)
             return load_model(self.out_dir, device=self.dev)
-        if self.stage == "vae":
-            self._stage_vae()
+        if self.state.stage == "vae":
+            self._run_stage("vae", self._vae_stage)
             self._stage_stats()
-        self._stage_ldm()
+        self._run_stage("ldm", self._ldm_stage)
         return self._finish()
-
-    def _seed_generators(self, extra: int) -> None:
-        seed, r = self.run_cfg["seed"], self.ctx.rank
-        self.data_gen = torch.Generator().manual_seed(_derive_seed(seed, "data", r, extra))
-        self.noise_gen = torch.Generator().manual_seed(_derive_seed(seed, "noise", r, extra))
-        self.np_rng = np.random.default_rng(_derive_seed(seed, "numpy", r, extra))
-        torch.manual_seed(_derive_seed(seed, "global", r, extra))
 
     def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         if not self.ctx.distributed:
@@ -357,7 +263,8 @@ class _Trainer:
 
     def _step_optimizer(self, module: torch.nn.Module, opt: torch.optim.Optimizer) -> bool:
         """Clip and step; skip (return False) when the gradient is not finite (same on all ranks)."""
-        clip = self.opts.grad_clip if self.opts.grad_clip > 0 else float("inf")
+        opts = self.settings.options
+        clip = opts.grad_clip if opts.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
         if not torch.isfinite(norm):
             opt.zero_grad(set_to_none=True)
@@ -369,58 +276,71 @@ class _Trainer:
         opt.step()
         return True
 
-    def _bar(self, stage: str, total: int, initial: int):
-        return tqdm(total=total, initial=initial, desc=stage, disable=not self.show, dynamic_ncols=True, leave=False)
-
     def _log(self, stage: str, step: int, total: int, meter: _Meter, lr: float, t_last: float) -> float:
         parts = meter.flush(self.ctx)
-        self.losses[stage] = parts
+        self.state.losses[stage] = parts
         now = time.perf_counter()
         detail = "  ".join(f"{k} {parts[k]:.4g}" for k in sorted(parts, key=lambda k: (k != "loss", k)))
-        log.info("%s step %d/%d  %s  lr %.2e  %.3f s/step", stage, step, total, detail, lr, (now - t_last) / max(1, self.opts.log_every))
+        log.info("%s step %d/%d  %s  lr %.2e  %.3f s/step", stage, step, total, detail, lr,
+                 (now - t_last) / max(1, self.settings.options.log_every))
         return now
 
+    # -- the loop both stages share ---------------------------------------------------------------
+    def _run_stage(self, name: str, prepare: Callable[[], _Stage]) -> None:
+        """Run stage ``name`` (``"vae"`` or ``"ldm"``) from its current step to the end:
+        learning-rate schedule, logging, progress bar, timing and periodic checkpoints."""
+        st, opts = self.state, self.settings.options
+        t_stage, base = time.perf_counter(), st.times[name]
+        stage = prepare()
+        total = stage.total
+        meter, t_last = _Meter(), time.perf_counter()
+        with tqdm(total=total, initial=st.steps[name], desc=stage.label, disable=not self.show, dynamic_ncols=True, leave=False) as bar:
+            for step in range(st.steps[name], total):
+                lr = lr_at(step, total, stage.peak_lr, opts)
+                for g in stage.optimizer.param_groups:
+                    g["lr"] = lr
+                meter.add(**stage.step(step))
+                st.steps[name] = done = step + 1
+                bar.update(1)
+                if done % opts.log_every == 0 or done == total:
+                    t_last = self._log(name, done, total, meter, lr, t_last)
+                    bar.set_postfix(loss=f"{st.losses[name]['loss']:.4f}")
+                st.times[name] = base + time.perf_counter() - t_stage
+                if done % self.checkpoint_every == 0 and done < total:
+                    self._checkpoint()
+        if meter.n:
+            st.losses[name] = meter.flush(self.ctx)
+        st.times[name] = base + time.perf_counter() - t_stage
+        if stage.checkpoint_at_end:
+            self._checkpoint()
+
     # -- stage 1: VAE -------------------------------------------------------------------------
-    def _stage_vae(self) -> None:
-        total, opts = self.run_cfg["vae_steps"], self.opts
-        vae, opt = self.vae, self.opt_vae
+    def _vae_stage(self) -> _Stage:
+        st, opts = self.state, self.settings.options
+        vae, opt = st.vae, st.opt_vae
         weights = phase_class_weights(torch.as_tensor(self.labels.phase_fractions())).to(self.dev) if opts.phase_balance else None
         model = self._wrap(vae)
         vae.train()
-        meter, t_stage, t_last = _Meter(), time.perf_counter(), time.perf_counter()
-        base = self.times["vae"]
-        with self._bar("VAE", total, self.vae_step) as bar:
-            for step in range(self.vae_step, total):
-                lr = lr_at(step, total, opts.vae_lr, opts)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                x = self.sampler.sample(self.batch, self.data_gen).to(self.dev)
-                out = model(x, generator=self.noise_gen)
-                parts = vae_loss(out.logits, x, out.mean, out.logvar, beta=opts.beta, class_weights=weights)
-                opt.zero_grad(set_to_none=True)
-                parts.total.backward()
-                self._step_optimizer(vae, opt)
-                self.vae_step = step + 1
-                meter.add(loss=parts.total.item(), ce=parts.recon.item(), kl=parts.kl.item())
-                bar.update(1)
-                if self.vae_step % opts.log_every == 0 or self.vae_step == total:
-                    t_last = self._log("vae", self.vae_step, total, meter, lr, t_last)
-                    bar.set_postfix(loss=f"{self.losses['vae']['loss']:.4f}")
-                self.times["vae"] = base + time.perf_counter() - t_stage
-                if self.vae_step % self.checkpoint_every == 0 and self.vae_step < total:
-                    self._checkpoint()
-        if meter.n:
-            self.losses["vae"] = meter.flush(self.ctx)
-        self.times["vae"] = base + time.perf_counter() - t_stage
-        self._checkpoint()
+
+        def step(_: int) -> dict[str, float]:
+            x = self.sampler.sample(self.batch, st.data_gen).to(self.dev)
+            out = model(x, generator=st.noise_gen)
+            parts = vae_loss(out.logits, x, out.mean, out.logvar, beta=opts.beta, class_weights=weights)
+            opt.zero_grad(set_to_none=True)
+            parts.total.backward()
+            self._step_optimizer(vae, opt)
+            return {"loss": parts.total.item(), "ce": parts.recon.item(), "kl": parts.kl.item()}
+
+        return _Stage("VAE", self.settings.vae_steps, opts.vae_lr, opt, step, checkpoint_at_end=True)
 
     # -- between the stages: latent statistics, training statistics, VAE report ---------------
     @torch.no_grad()
     def _stage_stats(self) -> None:
         t0 = time.perf_counter()
-        vae, opts, p = self.vae, self.opts, self.labels.n_phases
+        st, opts, p = self.state, self.settings.options, self.labels.n_phases
+        vae = st.vae
         vae.eval()
-        gen = torch.Generator().manual_seed(_derive_seed(self.run_cfg["seed"], "stats"))
+        gen = torch.Generator().manual_seed(derive_seed(self.settings.seed, "stats"))
         batches = (self.sampler.sample_labels(min(64, opts.stats_patches - start), gen) for start in range(0, opts.stats_patches, 64))
         shift, scale, patches = encoder_moments(vae, batches, p, self.dev)
         self.ctx.broadcast_(shift)
@@ -430,218 +350,147 @@ class _Trainer:
         stats: dict[str, Any] = {}
         if self.ctx.is_main:
             stats = patch_statistics(patches, p)
-            stats["n_phases"] = p
-            # pixel-weighted over the whole inputs (patch positions over-weight image centres)
-            stats["image_volume_fraction"] = self.labels.phase_fractions().tolist()
-            stats["grey_values"] = list(self.labels.grey_values) if self.labels.grey_values else None
-            stats["latent_shift"] = shift.tolist()
-            stats["latent_scale"] = scale.tolist()
-            held = PatchSampler(self.labels, patch=self.run_cfg["patch"], augment=False)
-            rep = heldout_reconstruction(vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
-            stats["vae_reconstruction"] = rep
-            acc = ", ".join(f"{a:.3f}" if a is not None else "n/a" for a in rep["accuracy"])
+            held = PatchSampler(self.labels, patch=self.settings.patch, augment=False)
+            stats.update(
+                n_phases=p,
+                # pixel-weighted over the whole inputs (patch positions over-weight image centres)
+                image_volume_fraction=self.labels.phase_fractions().tolist(),
+                grey_values=list(self.labels.grey_values) if self.labels.grey_values else None,
+                latent_shift=shift.tolist(),
+                latent_scale=scale.tolist(),
+                vae_reconstruction=heldout_reconstruction(vae, held, opts.heldout_patches, opts.heldout_seed, self.dev),
+            )
+        stats = dict(self.ctx.gather_json(stats)[0])  # rank 0's statistics on every rank
+        st.vae_score = score = ReconstructionScore.from_dict(stats.pop("vae_reconstruction"))
+        st.data_stats = TrainingStats.from_dict(stats)
+        acc = ", ".join(f"{a:.3f}" if a is not None else "n/a" for a in score.accuracy)
+        if self.ctx.is_main:
             log.info("VAE reconstruction on %d held-out patches: accuracy per phase [%s], pixel accuracy %.4f",
-                     rep["n_patches"], acc, rep["pixel_accuracy"])
-        self.training_stats = self.ctx.gather_json(stats)[0]
-        self.stage = "ldm"
-        self.times["stats"] = time.perf_counter() - t0
+                     score.n_patches, acc, score.pixel_accuracy)
+        st.stage = "ldm"
+        st.times["stats"] = time.perf_counter() - t0
         self._checkpoint()
 
     # -- stage 2: latent DDPM -------------------------------------------------------------------
     @torch.no_grad()
     def _build_bank(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Encoder mean/logvar of ``latent_bank`` augmented patches (deterministic per seed and rank)."""
-        n, p = self.opts.latent_bank, self.labels.n_phases
-        gen = torch.Generator().manual_seed(_derive_seed(self.run_cfg["seed"], "bank", self.ctx.rank))
+        n = self.settings.options.latent_bank
+        gen = torch.Generator().manual_seed(derive_seed(self.settings.seed, "bank", self.ctx.rank))
         means, logvars = [], []
         with tqdm(total=n, desc="encode", disable=not self.show, leave=False) as bar:
             for start in range(0, n, 64):
                 m = min(64, n - start)
-                mean, logvar = self.vae.encode(self.sampler.sample(m, gen).to(self.dev))
+                mean, logvar = self.state.vae.encode(self.sampler.sample(m, gen).to(self.dev))
                 means.append(mean)
                 logvars.append(logvar)
                 bar.update(m)
         return torch.cat(means), torch.cat(logvars)
 
-    def _stage_ldm(self) -> None:
-        total, opts = self.run_cfg["ldm_steps"], self.opts
-        vae, unet, opt = self.vae, self.unet, self.opt_unet
+    def _ldm_stage(self) -> _Stage:
+        st, opts, schedule = self.state, self.settings.options, self.settings.schedule
+        total = self.settings.ldm_steps
+        vae, unet, opt = st.vae, st.unet, st.opt_unet
         vae.eval().requires_grad_(False)
-        t_stage = time.perf_counter()
-        base = self.times["ldm"]
         bank = None
-        if opts.latent_bank and self.ldm_step < total:
+        if opts.latent_bank and st.steps["ldm"] < total:
             log.info("encoding %d training patches for stage 2", opts.latent_bank)
             bank = self._build_bank()
-        n_t = int(self.schedule.num_train_timesteps)
+        n_t = int(schedule.num_train_timesteps)
         model = self._wrap(unet)
         unet.train()
         b = self.ldm_batch
-        meter, t_last = _Meter(), time.perf_counter()
-        with self._bar("LDM", total, self.ldm_step) as bar:
-            for step in range(self.ldm_step, total):
-                lr = lr_at(step, total, opts.ldm_lr, opts)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                with torch.no_grad():
-                    if bank is not None:
-                        idx = torch.from_numpy(self.np_rng.integers(0, bank[0].shape[0], size=b)).to(bank[0].device)
-                        mean, logvar = bank[0][idx], bank[1][idx]
-                    else:
-                        mean, logvar = vae.encode(self.sampler.sample(b, self.data_gen).to(self.dev))
-                    z = mean if opts.latents == "mean" else vae.reparameterize(mean, logvar, generator=self.noise_gen)
-                    z0 = vae.normalize(z)
-                    t = torch.randint(0, n_t, (b,), generator=self.noise_gen).to(self.dev)
-                    noise = torch.randn(z0.shape, generator=self.noise_gen).to(self.dev)
-                    zt = self.schedule.add_noise(z0, noise, t)
-                    target = self.schedule.target(z0, noise, t)
-                loss = F.mse_loss(model(zt, t), target)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if self._step_optimizer(unet, opt):
-                    self._update_ema(step)
-                self.ldm_step = step + 1
-                meter.add(loss=loss.item())
-                bar.update(1)
-                if self.ldm_step % opts.log_every == 0 or self.ldm_step == total:
-                    t_last = self._log("ldm", self.ldm_step, total, meter, lr, t_last)
-                    bar.set_postfix(loss=f"{self.losses['ldm']['loss']:.4f}")
-                self.times["ldm"] = base + time.perf_counter() - t_stage
-                if self.ldm_step % self.checkpoint_every == 0 and self.ldm_step < total:
-                    self._checkpoint()
-        if meter.n:
-            self.losses["ldm"] = meter.flush(self.ctx)
-        self.times["ldm"] = base + time.perf_counter() - t_stage
+
+        def step(i: int) -> dict[str, float]:
+            with torch.no_grad():
+                if bank is not None:
+                    idx = torch.from_numpy(st.np_rng.integers(0, bank[0].shape[0], size=b)).to(bank[0].device)
+                    mean, logvar = bank[0][idx], bank[1][idx]
+                else:
+                    mean, logvar = vae.encode(self.sampler.sample(b, st.data_gen).to(self.dev))
+                z = mean if opts.latents == "mean" else vae.reparameterize(mean, logvar, generator=st.noise_gen)
+                z0 = vae.normalize(z)
+                t = torch.randint(0, n_t, (b,), generator=st.noise_gen).to(self.dev)
+                noise = torch.randn(z0.shape, generator=st.noise_gen).to(self.dev)
+                zt = schedule.add_noise(z0, noise, t)
+                target = schedule.target(z0, noise, t)
+            loss = F.mse_loss(model(zt, t), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self._step_optimizer(unet, opt):
+                self._update_ema(i)
+            return {"loss": loss.item()}
+
+        return _Stage("LDM", total, opts.ldm_lr, opt, step, checkpoint_at_end=False)
 
     @torch.no_grad()
     def _update_ema(self, step: int) -> None:
-        decay = min(self.opts.ema_decay, (1.0 + step) / (10.0 + step))
-        for e, p in zip(self.ema.parameters(), self.unet.parameters()):
+        st = self.state
+        decay = min(self.settings.options.ema_decay, (1.0 + step) / (10.0 + step))
+        for e, p in zip(st.ema.parameters(), st.unet.parameters()):
             e.lerp_(p, 1.0 - decay)
-        for e, p in zip(self.ema.buffers(), self.unet.buffers()):
+        for e, p in zip(st.ema.buffers(), st.unet.buffers()):
             e.copy_(p)
 
     # -- the end ----------------------------------------------------------------------------------
-    def _report(self) -> dict[str, Any]:
-        return {
-            "vae_reconstruction": self.training_stats.get("vae_reconstruction"),
-            "final_losses": self.losses,
-            "time_s": {**{k: round(v, 3) for k, v in self.times.items()}, "total": round(sum(self.times.values()), 3)},
-            "steps": {"vae": self.vae_step, "ldm": self.ldm_step},
-            "batch": self.run_cfg["batch"],
-            "world_size": self.ctx.world,
-            "device": str(self.dev),
-            "seed": self.run_cfg["seed"],
-            "augment": self.run_cfg["augment"],
-            "inputs": list(self.labels.names),
-        }
+    def _report(self) -> TrainingReport:
+        st, s = self.state, self.settings
+        return TrainingReport(
+            vae_reconstruction=st.vae_score,
+            final_losses=st.losses,
+            time_s={**{k: round(v, 3) for k, v in st.times.items()}, "total": round(sum(st.times.values()), 3)},
+            steps=dict(st.steps),
+            batch=s.batch,
+            world_size=self.ctx.world,
+            device=str(self.dev),
+            seed=s.seed,
+            augment=s.augment,
+            inputs=tuple(self.labels.names),
+        )
 
     def _finish(self):
-        from microlad.model import MicroladModel
-
-        stats = {k: v for k, v in self.training_stats.items() if k != "vae_reconstruction"}
-        stats["report"] = self._report()
-        self.ema.eval()
-        self.vae.eval()
+        st, s = self.state, self.settings
+        stats = dataclasses.replace(st.data_stats or TrainingStats(), report=self._report())
+        st.ema.eval()
+        st.vae.eval()
         grey = self.labels.grey_values or tuple(float(i) for i in range(self.labels.n_phases))
-        config = {"training": {**self.run_cfg, "options": self.opts.to_dict(), "world_size": self.ctx.world,
+        config = {"training": {**s.scalars(), "options": s.options.to_dict(), "world_size": self.ctx.world,
                                "inputs": list(self.labels.names)}}
-        model = MicroladModel(self.vae, self.ema, self.schedule, grey_values=grey, patch_size=self.run_cfg["patch"],
+        model = MicroladModel(st.vae, st.ema, s.schedule, grey_values=grey, patch_size=s.patch,
                               training_stats=stats, config=config)
         if self.ctx.is_main:
             model.save(self.out_dir)
-        self.stage = "done"
+        st.stage = "done"
         self._checkpoint()
         if self.ctx.is_main:
-            log.info("model written to %s (%.0f s)", self.out_dir, sum(self.times.values()))
+            log.info("model written to %s (%.0f s)", self.out_dir, sum(st.times.values()))
         return model
 
     # -- checkpoints ---------------------------------------------------------------------------------
-    def _rng_states(self) -> tuple[dict[str, list[bytes]], list[Any]]:
-        mine = {"data": self.data_gen.get_state(), "noise": self.noise_gen.get_state(), "torch": torch.get_rng_state()}
-        if self.dev.type == "cuda":
-            mine["cuda"] = torch.cuda.get_rng_state(self.dev)
-        gathered = {k: self.ctx.gather_bytes(v.cpu().numpy().tobytes()) for k, v in sorted(mine.items())}
-        return gathered, self.ctx.gather_json(self.np_rng.bit_generator.state)
-
     def _checkpoint(self) -> None:
-        rng, np_states = self._rng_states()  # collective: every rank takes part
-        if not self.ctx.is_main:
+        part = self.state.checkpoint()  # collective: every rank takes part
+        if part is None:
             return
-        tensors: dict[str, torch.Tensor] = {f"vae/{k}": v for k, v in self.vae.state_dict().items()}
-        optim: dict[str, Any] = {}
-        if self.stage == "vae":
-            t, optim["opt_vae"] = flatten_optimizer("opt_vae", self.opt_vae)
-            tensors.update(t)
-        else:
-            tensors.update({f"unet/{k}": v for k, v in self.unet.state_dict().items()})
-            tensors.update({f"ema/{k}": v for k, v in self.ema.state_dict().items()})
-            t, optim["opt_unet"] = flatten_optimizer("opt_unet", self.opt_unet)
-            tensors.update(t)
-        for name, per_rank in rng.items():
-            for r, blob in enumerate(per_rank):
-                tensors[f"rng/rank{r}/{name}"] = torch.frombuffer(bytearray(blob), dtype=torch.uint8)
-        self.ckpt_count += 1
+        tensors, document = part
+        labels = self.labels
         state = {
             "checkpoint_id": uuid.uuid4().hex,
             "microlad_version": __version__,
             "torch_version": torch.__version__,
-            "stage": self.stage,
-            "vae_step": self.vae_step,
-            "ldm_step": self.ldm_step,
-            "world_size": self.ctx.world,
-            "run": {
-                **self.run_cfg,
-                "vae_config": self.vae_cfg.to_dict(),
-                "unet_config": self.unet_cfg.to_dict(),
-                "schedule": _schedule_to_dict(self.schedule),
-                "options": self.opts.to_dict(),
-            },
-            "inputs": {"names": list(self.labels.names), "shapes": [list(a.shape) for a in self.labels.arrays],
-                       "n_phases": self.labels.n_phases, "fingerprint": self.labels.fingerprint()},
-            "optimizers": optim,
-            "numpy_rng": np_states,
-            "losses": self.losses,
-            "time_s": self.times,
-            "training_stats": self.training_stats,
+            **document,
+            "run": self.settings.to_dict(),
+            "inputs": {"names": list(labels.names), "shapes": [list(a.shape) for a in labels.arrays],
+                       "n_phases": labels.n_phases, "fingerprint": labels.fingerprint()},
         }
         save_train_state(self.out_dir, tensors, state)
-        log.debug("checkpoint: stage %s, vae step %d, ldm step %d", self.stage, self.vae_step, self.ldm_step)
+        log.debug("checkpoint: stage %s, vae step %d, ldm step %d", self.state.stage, *self.state.steps.values())
 
     def _restore(self) -> None:
-        st, tensors = self.ckpt, self.ckpt_tensors
-        assert st is not None and tensors is not None
-
-        def sub(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + "/")}
-
+        assert self.ckpt is not None and self.ckpt_tensors is not None
         try:
-            self.stage, self.vae_step, self.ldm_step = st["stage"], int(st["vae_step"]), int(st["ldm_step"])
-            if self.stage not in ("vae", "ldm", "done"):
-                raise ValueError(f"unknown stage {self.stage!r}")
-            self.vae.load_state_dict(sub("vae"))
-            if self.stage == "vae":
-                self.opt_vae.load_state_dict(unflatten_optimizer("opt_vae", tensors, st["optimizers"]["opt_vae"]))
-            else:
-                self.unet.load_state_dict(sub("unet"))
-                self.ema.load_state_dict(sub("ema"))
-                self.opt_unet.load_state_dict(unflatten_optimizer("opt_unet", tensors, st["optimizers"]["opt_unet"]))
-            self.losses = dict(st.get("losses") or {})
-            self.times.update(st.get("time_s") or {})
-            self.training_stats = dict(st.get("training_stats") or {})
-            if int(st["world_size"]) == self.ctx.world:
-                r = self.ctx.rank
-                self.data_gen.set_state(tensors[f"rng/rank{r}/data"].clone())
-                self.noise_gen.set_state(tensors[f"rng/rank{r}/noise"].clone())
-                torch.set_rng_state(tensors[f"rng/rank{r}/torch"].clone())
-                if self.dev.type == "cuda" and f"rng/rank{r}/cuda" in tensors:
-                    torch.cuda.set_rng_state(tensors[f"rng/rank{r}/cuda"].clone(), self.dev)
-                self.np_rng.bit_generator.state = st["numpy_rng"][r]
-            else:
-                log.warning("checkpoint was written by %s process(es), resuming with %d: random streams are re-seeded",
-                            st["world_size"], self.ctx.world)
-                self._seed_generators(extra=1 + self.vae_step + self.ldm_step)
+            self.state.restore(self.ckpt_tensors, self.ckpt)
         except (KeyError, ValueError, TypeError, RuntimeError, IndexError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise CheckpointError(f"{self.out_dir}: checkpoint does not match this model ({type(exc).__name__}: {first[:200]}); restart without --resume") from None
-        log.info("resuming from %s: stage %s, VAE step %d, LDM step %d", self.out_dir, self.stage, self.vae_step, self.ldm_step)
+        st = self.state
+        log.info("resuming from %s: stage %s, VAE step %d, LDM step %d", self.out_dir, st.stage, st.steps["vae"], st.steps["ldm"])
