@@ -52,7 +52,7 @@ def percolation(labels: np.ndarray, *, phase: int, axis: int) -> Percolation:
     total = int(np.count_nonzero(mask))
     if total == 0:
         return Percolation(percolates=False, spanning_fraction=0.0)
-    from scipy import ndimage  # deferred: importing scipy.ndimage takes ~0.7 s
+    from scipy import ndimage  # deferred: importing scipy.ndimage is slow
 
     structure = ndimage.generate_binary_structure(arr.ndim, 1)
     clusters, _ = ndimage.label(mask, structure=structure)

@@ -8,22 +8,21 @@ image border is never counted as interface, only interfaces inside the image.
     3-D: ``skimage.measure.marching_cubes`` of the binary indicator at level 0.5, area by
     ``skimage.measure.mesh_surface_area``. 2-D: total length of the
     ``skimage.measure.find_contours`` (marching squares) polylines at level 0.5.
-    Known bias: on voxelised smooth shapes it overestimates (sphere R = 15-20: +8.5 %,
-    disc R = 15-20: +7.5 %), the usual staircase bias of binary marching cubes.
+    Known bias: on voxelised smooth shapes it overestimates (the usual staircase bias of
+    binary marching cubes; figures in BENCHMARKS.md, "Design measurements").
 ``"gradient"`` (identical to :func:`microlad.descriptors.torch.specific_surface_area`)
     Total variation of the indicator, ``sum |grad u|`` over the dual-grid cells (the
     cubes of 2x2x2 voxel centres that marching cubes works on), with grad u the
     gradient of the (tri)linear interpolant at the cell centre (mean of the cell's
     forward differences along each axis), times a calibration factor. By the coarea
     formula this is the marching-cubes area averaged over iso-levels, so it is smooth in
-    soft probabilities and close to ``"mesh"``. Calibration (median ratio mesh / raw
-    gradient over Leopard and Berea crops of 64^3 and 100^3, both phases: 1.036, range
-    1.029-1.039; over SOFC and carbonate 2-D crops 128^2, 256^2: 1.002, range
-    1.000-1.018): factor 1.036 in 3-D and 1.0 in 2-D.
+    soft probabilities and close to ``"mesh"``. Calibration: the factor
+    (``GRADIENT_CALIBRATION``: 1.036 in 3-D, 1.0 in 2-D) is the median ratio mesh / raw
+    gradient on real 3-D and 2-D crops (BENCHMARKS.md, "Design measurements").
 ``"faces"``
     Cauchy-Crofton face count: the number of voxel faces between the phase and the rest
-    times 2/3 (3-D) or pi/4 (2-D), unbiased for isotropic interfaces (sphere within
-    0.3 %, disc within 3 %), but about 5 % below ``"mesh"`` on rough real data.
+    times 2/3 (3-D) or pi/4 (2-D), unbiased for isotropic interfaces, but below
+    ``"mesh"`` on rough real data (BENCHMARKS.md, "Design measurements").
 """
 from __future__ import annotations
 

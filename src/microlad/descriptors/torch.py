@@ -277,8 +277,8 @@ def specific_surface_area(
     gradient of the (tri)linear interpolant at each dual-cell centre (cells of 2x2(x2)
     voxel centres), ``|g|`` smoothed as ``sqrt(|g|^2 + 1e-12) - 1e-6``. Identical to
     ``microlad.descriptors.specific_surface_area(..., method="gradient")`` on one-hot
-    input, and within about 1 % of the marching-cubes report estimator on real data (see
-    :mod:`microlad.descriptors._surface` for the calibration). Non-periodic: the border
+    input, and calibrated to the marching-cubes report estimator on real data (see
+    :mod:`microlad.descriptors._surface`). Non-periodic: the border
     is not interface.
 
     Parameters

@@ -1,8 +1,8 @@
 """Time-conditioned 2D U-Net denoiser for the normalized VAE latents.
 
-Compared with the reference (METHOD.md §3: base 128, attention at every level, ~9.6 M
-parameters) this one is small enough for CPU training: base 64, three levels on the 16×16
-latents, self-attention only at the lowest resolution. It knows nothing about the noise
+Compared with the reference (METHOD.md §3: base 128, attention at every level) this one
+is small enough for CPU training: base 64, three levels on the 16×16 latents,
+self-attention only at the lowest resolution. It knows nothing about the noise
 schedule (``forward(x, t)`` only); the output is ε or v depending on how it was trained.
 """
 from __future__ import annotations

@@ -25,8 +25,8 @@ __all__ = ["VAEConfig", "VAEOutput", "CategoricalVAE"]
 # logvar is clamped before exp() so an untrained encoder cannot overflow the KL term.
 _LOGVAR_MIN, _LOGVAR_MAX = -30.0, 20.0
 # Initial posterior log-variance (bias of the encoder's logvar outputs): std 0.05 instead of 1,
-# so the decoder sees informative latents from the first step (several times faster early
-# training of small VAEs on CPU); the KL term then sets the variance it needs.
+# so the decoder sees informative latents from the first step (faster early training of
+# small VAEs); the KL term then sets the variance it needs.
 _INIT_LOGVAR = -6.0
 
 

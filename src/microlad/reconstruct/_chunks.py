@@ -11,7 +11,7 @@ DEFAULT_MEMORY_BUDGET = 1 << 30
 
 
 CPU_CALL_FLOATS = 1 << 20
-"""On CPU, the finest-level activation of one network call is kept to ~1 M floats (4 MiB)."""
+"""On CPU, the finest-level activation of one network call is kept to 2**20 floats (4 MiB)."""
 
 
 def chunk_size(
@@ -27,9 +27,8 @@ def chunk_size(
     Estimate: ``8 · width`` live float32 activations per pixel (a ResNet level with
     skip connections), which over-estimates the small CPU nets used here. On CPU a call
     is also capped at ``CPU_CALL_FLOATS`` finest-level activations (``fine_width``:
-    channels at the slices' own resolution): CPU convolutions slow down once a call's
-    activations spill out of cache (U-Net on 64² latents: 24 ms per slice in batches of
-    4, 41 ms in batches of 64 on the 2-core reference machine).
+    channels at the slices' own resolution), because CPU convolutions slow down per slice
+    once a call's activations spill out of cache (BENCHMARKS.md, "Design measurements").
     """
     pixels = max(1, pixels_per_slice)
     n = max(1, (DEFAULT_MEMORY_BUDGET if budget is None else budget) // (pixels * width * 8 * 4))
@@ -49,9 +48,8 @@ def slices_per_call(net: torch.nn.Module, pixels_per_slice: int, device: torch.d
 def channels_last(*modules: torch.nn.Module) -> None:
     """Store conv weights channels-last (NHWC), in place; idempotent.
 
-    oneDNN's CPU convolutions run about 1.2× (U-Net) to 1.6× (VAE decoder) faster in this
-    layout on the 2-core reference machine (``bench/bench_reconstruct.py``); values are the
-    same up to float rounding.
+    oneDNN's CPU convolutions are faster in this layout (BENCHMARKS.md, "Design
+    measurements"); values are the same up to float rounding.
     """
     for m in modules:
         m.to(memory_format=torch.channels_last)

@@ -15,10 +15,9 @@ axis   slices normal to     batch layout           H, W
 Relabelling the axes cyclically (z → y → x → z) maps each slicing onto the next with the
 same layout, so the pipeline treats the three axes alike. The layout matters in
 practice: the 2D networks are only approximately invariant to transposing their input
-(trained with D4 augmentation, not built equivariant). With the earlier layout, where z was
-always H, x always W and y mixed, 64³ carbonate volumes had their y-normal slices' S2
-about 2.4 % low while z and x were within 0.5 % (30 volumes, standard error 0.9 %); with
-the cyclic layout no axis stands out (BENCHMARKS.md).
+(trained with D4 augmentation, not built equivariant). With a fixed layout (z always H,
+x always W, y mixed) one axis's slices came out measurably off; with the cyclic layout no
+axis stands out (BENCHMARKS.md, "Design measurements").
 
 :func:`from_slices` is the exact inverse of :func:`to_slices`, so every sampler step
 returns to the canonical (C, Z, Y, X) layout; the volume is never left permuted and no

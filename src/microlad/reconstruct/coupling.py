@@ -3,8 +3,8 @@
 At each L-MPDD step the 2D denoiser predicts the clean estimate x̂0 of every slice on its
 own, so at high noise x̂0 has almost no correlation *across* the slicing axis. Cycling the
 axis ties the slices together only partly: the volumes end with shorter-range
-correlation than the training images (their slices show smaller features; SOFC anode,
-64³, VF matched: slice S2 sums 5–9 % low, BENCHMARKS.md).
+correlation than the training images (their slices show smaller features; BENCHMARKS.md,
+"L-MPDD variants").
 
 L-MPDD assumes a statistically isotropic medium (one 2D model for slices along every
 axis), so correlation across slices should equal correlation within them. Coupling
@@ -15,16 +15,13 @@ in-plane value; per-channel mean and std are restored, and the model output is
 re-derived from the coupled x̂0 so any sampler step applies unchanged. Turn it off
 (``slice_coupling=False``) for the paper's plain L-MPDD.
 
-What the measurements say (BENCHMARKS.md and the session notes): the coarse σ grid
-matters. Its first steps (σ = 0.25 → 0.5) lift the cross-slice correlation well past the
-target, most at low noise, and that overshoot is what removes the feature-size bias
-(10 × 64³, 25 steps, VF matched: max S2 error SOFC 9.0 → 2.7 %, carbonate 9.2 → 1.0 %). Matching the target exactly
-(bisection on σ) only halves the bias (slice S2 sums still 3–7 % low). The overshoot of
-the last step leaves the latent volume slightly anisotropic: the last-coupled axis has
-the highest lag-1 correlation (carbonate, 12 volumes: 0.33 along y vs 0.25 / 0.22 with 50
-steps ending on y; 0.36 along z with 49 steps ending on z), but the decoded slices' S2
-does not follow it (30 volumes: no axis differs by more than the standard error). The grid
-is not tuned per material, but it acts as the coupling strength.
+Why the σ grid is coarse: its first steps (σ = 0.25 → 0.5) lift the cross-slice
+correlation past the target, most at low noise, and that overshoot is what removes the
+feature-size bias; matching the target exactly (bisection on σ) removes only part of it.
+The grid therefore acts as the coupling strength; it is not tuned per material. The
+overshoot of the last step leaves the latent volume slightly anisotropic along the
+last-coupled axis, which the decoded slices' S2 does not show. The figures are in
+BENCHMARKS.md ("L-MPDD variants", "Design measurements").
 """
 from __future__ import annotations
 

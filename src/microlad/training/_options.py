@@ -18,10 +18,9 @@ __all__ = [
     "lr_at",
 ]
 
-#: Defaults sized so that ``microlad train image_1024.tif`` finishes in about 20-25 min on a
-#: shared 2-core CPU with the default VAE/U-Net (one torch thread): measured 0.42-0.51 s per
-#: VAE step (batch 16, 64x64) and 0.29-0.37 s per U-Net step (batch 32, 16x16 latents), so
-#: 800 + 2500 steps take about 6 + 14 min, plus ~1 min for statistics and the latent bank.
+#: Defaults sized so that ``microlad train`` on one 1024² micrograph finishes in well under
+#: half an hour on a small CPU with the default VAE/U-Net (per-step times: BENCHMARKS.md,
+#: "Design measurements").
 DEFAULT_PATCH = 64
 DEFAULT_VAE_STEPS = 800
 DEFAULT_LDM_STEPS = 2500
