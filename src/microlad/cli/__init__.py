@@ -44,9 +44,10 @@ _state: dict[str, bool] = {"debug": False}
 
 
 def _register() -> None:
-    from microlad.cli import demo, properties, reconstruct, train
+    from microlad.cli import demo, models, properties, reconstruct, train
 
     app.command("demo")(demo.demo)
+    app.command("models")(models.models)
     app.command("properties")(properties.properties)
     app.command("train")(train.train)
     app.command("reconstruct")(reconstruct.reconstruct)
