@@ -178,3 +178,30 @@ def test_report_renders_in_headless_chromium(cli_run, tmp_path):
         pixels = np.asarray(im.convert("L"), dtype=float)
     assert pixels.shape == (3000, 1280)
     assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # not a blank page: text and figures drawn
+
+
+def test_reconstruct_report_evaluates_its_volumes_against_the_model(tmp_path, capsys):
+    import torch
+
+    from microlad.diffusion import DDPMSchedule
+    from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
+    from microlad.pipeline import MicroladModel
+
+    torch.manual_seed(0)
+    vae = CategoricalVAE(VAEConfig(n_phases=2, base_channels=8, norm_groups=4))
+    unet = UNet2D(UNetConfig(in_channels=4, base_channels=16, channel_multipliers=(1, 2), norm_groups=4, attention_heads=2))
+    c = 8
+    stats = {"volume_fraction": [0.6, 0.4], "s2_radial_mean": [[0.6 - 0.2 * r / c for r in range(c + 1)], [0.4 - 0.2 * r / c for r in range(c + 1)]]}
+    MicroladModel(vae, unet, DDPMSchedule(), grey_values=[0.0, 255.0], patch_size=16, training_stats=stats).save(tmp_path / "tiny")
+    out = tmp_path / "rec"
+    args = ["reconstruct", tmp_path / "tiny", "--shape", "16", "16", "16", "-n", "2", "--steps", "2", "--out", out, "--no-progress", "--report"]
+    res = run_cli(capsys, *args)
+    assert res.exit_code == 0, res.stderr
+    assert "verdict:" in res.stdout and str(out / "report.html") in res.stdout
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["reference"]["kind"] == "model" and doc["n_volumes"] == 2
+    assert [v["name"] for v in doc["volumes"]] == ["volume_000.tif", "volume_001.tif"]
+    assert doc["metadata"]["volume seeds (sidecars)"] == "0, 1"
+    assert any("no S2 band" in n for n in doc["reference"]["notes"])  # the tiny model stores no std
+    # a second run without --overwrite stops before reconstructing anything
+    assert_one_line_error(run_cli(capsys, *args), "already exists")

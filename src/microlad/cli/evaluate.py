@@ -170,3 +170,23 @@ def _metadata(paths: Sequence[Path], model_name: str | None, command: str | None
     if "torch" in sys.modules:
         meta["torch"] = sys.modules["torch"].__version__
     return meta
+
+
+def check_report_outputs(out: Path, overwrite: bool) -> None:
+    """Raise before any work if ``--report`` would overwrite an earlier report in ``out``."""
+    for name in OUTPUTS:
+        if (out / name).exists() and not overwrite:
+            raise InputError(f"{out / name}: already exists (pass --overwrite to replace it)")
+
+
+def report_reconstructions(paths: Sequence[Path], *, model: Any, model_name: str, out: Path, overwrite: bool, world: int = 1) -> None:
+    """``reconstruct --report``: evaluate the volumes just written against the model's
+    training statistics (``out/metrics.json``, ``out/report.html``). Under torchrun each
+    rank holds only its share of the volumes, so the report is left to ``microlad evaluate``."""
+    if world > 1:
+        typer.echo(f"--report: skipped with {world} ranks; run `microlad evaluate {out}/volume_*.tif --model {model_name} --out {out}`")
+        return
+    if not paths:
+        return
+    run_evaluation(list(paths), model=model, model_name=model_name, out=out, overwrite=overwrite,
+                   command="microlad " + shlex.join(sys.argv[1:]))
