@@ -77,7 +77,7 @@ def test_report_has_every_section_and_its_images_decode_as_png(cli_run, capsys):
         assert f'<section id="{section}">' in page, section
     assert "http://" not in page and "https://" not in page  # self-contained
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    assert len(images) == page.count("<img") == 4  # slices, 3-D rendering, S2, transport
+    assert len(images) == page.count("<img") == 5  # overview, slices, 3-D rendering, S2, transport
     for b64 in images:
         with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
             assert im.format == "PNG" and min(im.size) > 100
@@ -173,7 +173,7 @@ def test_report_renders_in_headless_chromium(cli_run, tmp_path):
     subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1280,3000", url], check=True, capture_output=True, timeout=120)
     dom = subprocess.run(flags + ["--virtual-time-budget=5000", "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
     n = dom.count("<img")
-    assert n == 4 and f"images loaded: {n}/{n}" in dom
+    assert n == 5 and f"images loaded: {n}/{n}" in dom
     with Image.open(shot) as im:
         pixels = np.asarray(im.convert("L"), dtype=float)
     assert pixels.shape == (3000, 1280)

@@ -29,6 +29,13 @@ _COLOURS = {"pass": "#c8efc8", "warn": "#ffe3a3", "fail": "#f7b4b4", "n/a": "#ee
 _CMAP = "viridis"
 
 
+def _phase_cmap(n_phases: int):
+    """One discrete colour per phase (the same in every picture of the report)."""
+    import matplotlib
+
+    return matplotlib.colormaps[_CMAP].resampled(max(2, n_phases))
+
+
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
 
@@ -62,14 +69,14 @@ def _slices_figure(ev: Evaluation, volume: np.ndarray) -> str:
     p_ = ev.options.n_phases
     im = None
     for ax, (name, img, (h, v)) in zip(axes[0], views):
-        im = ax.imshow(img, cmap=_CMAP, vmin=0, vmax=p_ - 1, interpolation="nearest", extent=(0, img.shape[1] * vs, img.shape[0] * vs, 0))
+        im = ax.imshow(img, cmap=_phase_cmap(p_), vmin=-0.5, vmax=p_ - 0.5, interpolation="nearest", extent=(0, img.shape[1] * vs, img.shape[0] * vs, 0))
         ax.set_title(f"mid-slice normal to {name}", fontsize=10)
         ax.set_xlabel(f"{h} [{u}]")
         ax.set_ylabel(f"{v} [{u}]")
     for j, ax in enumerate(axes[1] if refs else []):
         if j < len(refs):
             img = refs[j]
-            ax.imshow(img, cmap=_CMAP, vmin=0, vmax=p_ - 1, interpolation="nearest", extent=(0, img.shape[1] * vs, img.shape[0] * vs, 0))
+            ax.imshow(img, cmap=_phase_cmap(p_), vmin=-0.5, vmax=p_ - 0.5, interpolation="nearest", extent=(0, img.shape[1] * vs, img.shape[0] * vs, 0))
             what = f"reference: slice normal to {AXES[j]}" if ev.reference.kind == "volume" else f"reference patch {j + 1}"
             ax.set_title(what, fontsize=10)
             h, v = views[j][2] if ev.reference.kind == "volume" else ("x", "y")
@@ -98,7 +105,7 @@ def _render_figure(ev: Evaluation, volume: np.ndarray, phase: int) -> str:
         verts = (verts - 1) * vs
         # matplotlib's (x, y, z) = volume (x, y, z) = array axes (2, 1, 0)
         tri = Poly3DCollection(verts[faces][:, :, ::-1], linewidths=0)
-        colour = plt.get_cmap(_CMAP)(phase / max(1, ev.options.n_phases - 1))
+        colour = _phase_cmap(ev.options.n_phases)(phase)
         light = np.abs(np.cross(verts[faces][:, 1] - verts[faces][:, 0], verts[faces][:, 2] - verts[faces][:, 0]))
         shade = 0.45 + 0.55 * (light[:, ::-1] @ np.array([0.3, 0.5, 0.8]) / (np.linalg.norm(light, axis=1) + 1e-12))
         tri.set_facecolor(np.clip(np.array(colour[:3])[None] * shade[:, None], 0, 1))
@@ -155,11 +162,48 @@ def _transport_figure(ev: Evaluation) -> str | None:
         if "tortuosity" in ev.reference.mean:
             ax.errorbar(xs, ev.reference.mean["tortuosity"][:, a], yerr=np.nan_to_num(ev.reference.std.get("tortuosity", np.zeros((p_, 3)))[:, a]),
                         fmt="k_", ms=14, label="reference" if a == 0 else None)
+    ax.set_ylim(bottom=0)
     ax.set_xticks(range(p_))
     ax.set_xticklabels([f"phase {p}" for p in range(p_)])
     ax.set_xlabel("phase (bars: transport along z, y, x)")
     ax.set_ylabel("tortuosity factor [-]")
     ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _overview_figure(ev: Evaluation) -> str | None:
+    """Deviation of every rated metric from the reference, in reference spreads (S2 errors:
+    in tolerances), one bar per metric and phase (worst axis), coloured by status."""
+    order = {"fail": 0, "warn": 1, "pass": 2}
+    rows: dict[tuple[str, Any], tuple[float, str]] = {}
+    for c in ev.checks:
+        if c.status not in order:
+            continue
+        if c.metric in ("s2_error", "s2_small_r"):
+            dev = c.value / c.tolerance if c.tolerance > 0 else 0.0
+        else:
+            sigma = max(c.reference_std if math.isfinite(c.reference_std) else 0.0, 0.01 * abs(c.reference))
+            dev = (c.value - c.reference) / sigma if sigma > 0 else 0.0
+        key = (c.metric, c.phase)
+        if key not in rows or abs(dev) > abs(rows[key][0]):
+            rows[key] = (dev, c.status)
+    if not rows:
+        return None
+    plt = _plt()
+    labels = [f"{SPECS[m].label}" + ("" if p is None else f", phase {p}") for m, p in rows]
+    devs = [v[0] for v in rows.values()]
+    colours = [{"pass": "#4caf50", "warn": "#f0a500", "fail": "#d9534f"}[v[1]] for v in rows.values()]
+    fig, ax = plt.subplots(figsize=(9, 0.22 * len(rows) + 1.2))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, np.clip(devs, -8, 8), color=colours)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=7)
+    for x in (-4, -2, 2, 4):
+        ax.axvline(x, color="0.7", lw=0.8, ls="--")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlim(-8.5, 8.5)
+    ax.set_xlabel("deviation from the reference [spreads; S2 errors: error / tolerance] (clipped at ±8)")
     fig.tight_layout()
     return _png(fig)
 
@@ -222,6 +266,8 @@ def render_report(ev: Evaluation, volumes: Sequence[np.ndarray], *, render_phase
         render_phase = int(np.argmin(ev.mean["vf"]))
     counts = {s: sum(c.status == s for c in ev.checks) for s in ("pass", "warn", "fail", "n/a", "info")}
     ref = ev.reference
+    ofig = _overview_figure(ev)
+    overview = _img(ofig, "deviation of every metric") if ofig else "<p>No metric has a reference to compare with.</p>"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>microlad evaluate report</title>", _STYLE, "</head><body>",
         "<h1>microlad evaluate</h1>",
@@ -230,9 +276,9 @@ def render_report(ev: Evaluation, volumes: Sequence[np.ndarray], *, render_phase
         f"{' x '.join(map(str, ref.sample_shape))}). S2 non-periodic up to r = {ev.options.cutoff} voxels.</p>",
         '<section id="verdict"><h2>Verdict</h2>',
         f'<span class="verdict" style="background:{_COLOURS[ev.verdict]}">{ev.verdict.upper()}</span> '
-        f"{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail, {counts['n/a']} without reference. "
+        f"<p>{counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail, {counts['n/a']} without reference. "
         f"S2 error (paper metric, max over phases and axes): <b>{100 * ev.s2_error:.2f} %</b>; per volume: "
-        + ", ".join(f"{100 * e:.2f} %" for e in ev.s2_error_per_volume) + "</section>",
+        + ", ".join(f"{100 * e:.2f} %" for e in ev.s2_error_per_volume) + "</p>", overview, "</section>",
         '<section id="slices"><h2>Orthogonal slices</h2>', _img(_slices_figure(ev, vol), "mid-slices and reference patches"),
         "" if ref.previews else "<p>The model stores no reference images; pass <code>--reference IMAGE</code> to show patches.</p>",
         "</section>",
