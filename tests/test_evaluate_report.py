@@ -64,6 +64,10 @@ def test_cli_writes_metrics_json_with_the_documented_schema(cli_run, capsys):
     assert m0["vf"]["2"] == pytest.approx(float(np.mean(v0 == 2)))
     assert doc["reference"]["kind"] == "images" and doc["reference"]["n_samples"] == 32
     assert {c["status"] for c in doc["checks"]} <= set(STATUSES)
+    vf_check = next(c for c in doc["checks"] if c["metric"] == "vf" and c["phase"] == 1)
+    assert vf_check["signed_error"] == pytest.approx(vf_check["value"] - vf_check["reference"])
+    se = doc["summary"]["standard_error"]["vf"]["1"]
+    assert se == pytest.approx(doc["summary"]["std"]["vf"]["1"] / np.sqrt(3))
     assert set(doc["metrics"]) == set(SPECS) and doc["metrics"]["perimeter_density"]["unit"] == "1/voxel"
     assert {"command", "microlad", "numpy"} <= set(doc["metadata"]) and "total (before the report)" in doc["timings_s"]
 
@@ -205,3 +209,17 @@ def test_reconstruct_report_evaluates_its_volumes_against_the_model(tmp_path, ca
     assert any("no S2 band" in n for n in doc["reference"]["notes"])  # the tiny model stores no std
     # a second run without --overwrite stops before reconstructing anything
     assert_one_line_error(run_cli(capsys, *args), "already exists")
+
+
+def test_cli_three_d_reference_mode(capsys, tmp_path):
+    big = random_field_labels((30, 30, 30), fractions=(0.6, 0.4), correlation_length=2, seed=7)
+    ref = _save(tmp_path / "ref3d.npy", big)
+    vol = _save(tmp_path / "v.npy", np.ascontiguousarray(big[:20, :20, :20]))
+    res = run_cli(capsys, "evaluate", vol, "--reference", ref, "--no-transport", "--patches", "4", "--out", tmp_path / "o")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert doc["reference"]["kind"] == "volume" and doc["reference"]["n_samples"] == 4 and doc["reference"]["sample_shape"] == [20, 20, 20]
+    assert "surface_area" in doc["reference"]["spread"] and doc["reference"]["group_size"] == 1
+    small = _save(tmp_path / "small3d.npy", big[:10])
+    assert_one_line_error(run_cli(capsys, "evaluate", vol, "--reference", small, "--out", tmp_path / "o2"), "smaller")
+    assert_one_line_error(run_cli(capsys, "evaluate", vol, "--reference", ref, "--reference", ref, "--out", tmp_path / "o3"), "3D")

@@ -58,7 +58,13 @@ def run_evaluation(
     """
     from microlad.evaluate.evaluation import evaluate_volumes, format_verdict
     from microlad.evaluate.metrics import MetricOptions
-    from microlad.evaluate.reference import reference_from_images, reference_from_model, reference_from_volume, training_stats
+    from microlad.evaluate.reference import (
+        check_subvolume_shape,
+        reference_from_images,
+        reference_from_model,
+        reference_from_volume,
+        training_stats,
+    )
     from microlad.evaluate.report import write_report
     from microlad.io import read_image, write_json
 
@@ -101,11 +107,16 @@ def run_evaluation(
         cutoff = min(cutoff, int(training_stats(model).get("s2_cutoff", cutoff)))
     opts = MetricOptions(cutoff=cutoff, n_phases=n_phases, voxel_size=float(voxel_size), transport=transport)
     t0 = time.perf_counter()
-    typer.echo(f"reference: {'3D volume ' + str(three_d[0]) if three_d else ('2D image(s)' if refs else 'model ' + str(model_name))} ...", err=True)
+    from tqdm.auto import tqdm
+
     if three_d:
-        ref = reference_from_volume(refs[0], shape=shape, opts=opts, n_sub=min(8, n_patches), seed=seed, sources=[str(three_d[0])])
+        check_subvolume_shape(refs[0].shape, shape)  # before the progress bar: a clean one-line error
+        with tqdm(total=min(8, n_patches), desc="reference sub-volumes", unit="volume", leave=False) as bar:
+            ref = reference_from_volume(refs[0], shape=shape, opts=opts, n_sub=min(8, n_patches), seed=seed,
+                                        sources=[str(three_d[0])], progress=bar.update)
     elif refs:
-        ref = reference_from_images(refs, opts=opts, patch=patch, volume_shape=shape, n_patches=n_patches, seed=seed, sources=[str(p) for p in reference])
+        ref = reference_from_images(refs, opts=opts, patch=patch, volume_shape=shape, n_patches=n_patches, seed=seed,
+                                    sources=[str(p) for p in reference])
     else:
         ref = reference_from_model(model, opts=opts, volume_shape=shape, name=str(model_name))
     if model is not None and ref.kind != "model":

@@ -76,7 +76,8 @@ class Evaluation:
             "volumes": [{"name": n, "s2_error": _num(e), "metrics": {k: labelled(v, k, p_) for k, v in m.items()}}
                         for n, e, m in zip(self.names, self.s2_error_per_volume, self.per_volume)],
             "summary": {"mean": {k: labelled(v, k, p_) for k, v in self.mean.items()},
-                        "std": {k: labelled(v, k, p_) for k, v in self.std.items()}},
+                        "std": {k: labelled(v, k, p_) for k, v in self.std.items()},
+                        "standard_error": {k: labelled(np.asarray(v) / np.sqrt(len(self.names)), k, p_) for k, v in self.std.items()}},
             "reference": {
                 "kind": ref.kind, "sources": list(ref.sources), "sample_shape": list(ref.sample_shape),
                 "n_samples": ref.n_samples, "group_size": ref.group_size, "notes": list(ref.notes), "extra": ref.extra,

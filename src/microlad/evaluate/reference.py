@@ -49,6 +49,7 @@ __all__ = [
     "s2_small_r_errors",
     "TOLERANCE_QUANTILE",
     "group_size",
+    "check_subvolume_shape",
 ]
 
 #: Quantile of the reference samples' own S2 errors used as the S2 tolerance.
@@ -223,6 +224,14 @@ def reference_from_images(
                                 "surface area reference: stereological 4/pi L_A of the patches"))
 
 
+def check_subvolume_shape(reference_shape: Sequence[int], shape: Sequence[int]) -> None:
+    """Raise unless a 3-D reference of ``reference_shape`` holds sub-volumes of ``shape``."""
+    if len(reference_shape) != 3:
+        raise ShapeError("a 3D reference must be a volume (Z, Y, X)")
+    if any(r < s for r, s in zip(reference_shape, shape)):
+        raise ShapeError(f"3D reference {tuple(reference_shape)} is smaller than the evaluated volumes {tuple(shape)}")
+
+
 def reference_from_volume(
     volume: np.ndarray,
     *,
@@ -238,10 +247,7 @@ def reference_from_volume(
     Positions are uniform (seeded); a reference exactly of ``shape`` gives one sample
     (no spread). Each sub-volume is measured like a generated volume.
     """
-    if np.ndim(volume) != 3:
-        raise ShapeError("a 3D reference must be a volume (Z, Y, X)")
-    if any(r < s for r, s in zip(volume.shape, shape)):
-        raise ShapeError(f"3D reference {tuple(volume.shape)} is smaller than the evaluated volumes {tuple(shape)}")
+    check_subvolume_shape(np.shape(volume), shape)
     room = [r - s for r, s in zip(volume.shape, shape)]
     rng = np.random.default_rng(seed)
     starts = [(0, 0, 0)] if not any(room) else [tuple(int(rng.integers(m + 1)) for m in room) for _ in range(int(n_sub))]

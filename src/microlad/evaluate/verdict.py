@@ -53,7 +53,12 @@ class Check:
     status: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        """JSON object; adds ``signed_error`` (value - reference) and ``relative_error``
+        (signed / |reference|) where a reference value exists; NaN becomes None."""
+        doc = asdict(self)
+        doc["signed_error"] = self.value - self.reference
+        doc["relative_error"] = doc["signed_error"] / abs(self.reference) if self.reference else math.nan
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in doc.items()}
 
 
 def _element(arr: np.ndarray | None, idx: tuple[int, ...]) -> float:
