@@ -223,3 +223,18 @@ def test_cli_three_d_reference_mode(capsys, tmp_path):
     small = _save(tmp_path / "small3d.npy", big[:10])
     assert_one_line_error(run_cli(capsys, "evaluate", vol, "--reference", small, "--out", tmp_path / "o2"), "smaller")
     assert_one_line_error(run_cli(capsys, "evaluate", vol, "--reference", ref, "--reference", ref, "--out", tmp_path / "o3"), "3D")
+
+
+def test_voxel_size_scales_lengths_and_names_the_unit():
+    img = random_field_labels((128, 128), fractions=(0.6, 0.4), correlation_length=2, seed=0)
+    vol = random_field_labels((20, 20, 20), fractions=(0.6, 0.4), correlation_length=2, seed=1)
+    evs = []
+    for vs in (1.0, 0.5):
+        opts = MetricOptions(cutoff=10, n_phases=2, voxel_size=vs, transport=False)
+        ref = reference_from_images([img], opts=opts, patch=20, volume_shape=vol.shape, n_patches=8)
+        evs.append(evaluate_volumes([vol], ref, opts=opts, length_unit="voxel" if vs == 1.0 else "um"))
+    one, half = evs
+    np.testing.assert_allclose(half.mean["perimeter_density"], 2 * one.mean["perimeter_density"])
+    np.testing.assert_allclose(half.mean["cluster_mean_area"], 0.25 * one.mean["cluster_mean_area"])
+    assert half.s2_error == pytest.approx(one.s2_error) and half.verdict == one.verdict
+    assert half.to_dict()["metrics"]["cluster_density"]["unit"] == "1/um^2"

@@ -30,8 +30,10 @@ percentile over groups of their ``s2_error`` / ``s2_small_r`` against the refere
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -161,18 +163,12 @@ def _from_samples(
     return Reference(mean=mean, std=std, spread=spread, tolerance=tol, n_samples=n, group_size=int(group), **kw)
 
 
-class _quiet:
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
     """Silence numpy's all-NaN RuntimeWarnings (a phase absent from every sample)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+        yield
 
 
 def reference_from_images(
