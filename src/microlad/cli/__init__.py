@@ -44,13 +44,14 @@ _state: dict[str, bool] = {"debug": False}
 
 
 def _register() -> None:
-    from microlad.cli import demo, models, properties, reconstruct, train
+    from microlad.cli import demo, evaluate, models, properties, reconstruct, train
 
     app.command("demo")(demo.demo)
     app.command("models")(models.models)
     app.command("properties")(properties.properties)
     app.command("train")(train.train)
     app.command("reconstruct")(reconstruct.reconstruct)
+    app.command("evaluate")(evaluate.evaluate)
 
 
 _register()

@@ -37,6 +37,7 @@ def reconstruct(
     out: Path = typer.Option(Path("reconstructions"), "--out", help="Output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing volume files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    report: bool = typer.Option(False, "--report", help="Also evaluate the volumes against the model's training statistics: OUT/metrics.json and OUT/report.html."),
 ) -> None:
     """Generate 3D volumes whose slices match the training images' statistics."""
     import torch
@@ -63,6 +64,10 @@ def reconstruct(
         for p in paths.values():
             if p.exists() or p.with_suffix(".json").exists():
                 raise InputError(f"{p}: already exists (pass --overwrite to replace it)")
+    if report:
+        from microlad.cli.evaluate import check_report_outputs
+
+        check_report_outputs(out, overwrite)
     torch.manual_seed(seed)
     # --match-vf (default) matches when the model stores training fractions (every trained model does)
     target = list(vf) if vf else (training_fractions(model) if match_vf else None)
@@ -90,6 +95,10 @@ def reconstruct(
         typer.echo(f"volume {i:03d} (seed {rec.seed}): {rec.timings['total']:.1f} s, VF " + " ".join(f"{p}:{v:.3f}" for p, v in got.items()) + f" -> {paths[i]}")
     who = f"rank {rank}/{world}: " if world > 1 else ""
     typer.echo(f"{who}wrote {len(written)} volume(s) with JSON sidecars to {out}/")
+    if report:
+        from microlad.cli.evaluate import report_reconstructions
+
+        report_reconstructions(written, model=model, model_name=model_dir, out=out, overwrite=overwrite, world=world)
 
 
 def _vf_by_axis(labels: np.ndarray, n_phases: int) -> dict:

@@ -8,7 +8,9 @@ Conventions: volumes are (Z, Y, X) label arrays, 2-D images (Y, X), with integer
 0..P-1; lengths are in voxels unless ``voxel_size`` is given; densities are per unit
 TOTAL volume (area); nothing is periodic except the S2 default (``periodic=True``).
 """
+from microlad.descriptors._clusters import SliceClusters, isolated_cluster_density, slice_clusters
 from microlad.descriptors._percolation import Percolation, percolation
+from microlad.descriptors._perimeter import slice_perimeter_density, stereological_surface_area
 from microlad.descriptors._s2 import s2_axis, s2_error, s2_radial, s2_slices
 from microlad.descriptors._surface import SSA_METHODS, specific_surface_area
 from microlad.descriptors._tpb import triple_phase_boundary_density
@@ -25,4 +27,9 @@ __all__ = [
     "triple_phase_boundary_density",
     "percolation",
     "Percolation",
+    "slice_perimeter_density",
+    "stereological_surface_area",
+    "slice_clusters",
+    "SliceClusters",
+    "isolated_cluster_density",
 ]
