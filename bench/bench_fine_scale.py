@@ -1,0 +1,152 @@
+"""Where does the excess fine-scale surface of reconstructions arise? (issue #11, diagnosis)
+
+For one model and its training image, generates ``-n`` volumes per variant (same seeds for
+every variant: the L-MPDD latent is shared, only the stages after it differ) and measures
+what the paper's summed S2 hides, on the slices normal to z, y and x, against 64² patches
+of the training image (the slices' own size, so border effects match):
+
+- slice perimeter density L_A per phase (:func:`microlad.descriptors.slice_perimeter_density`,
+  the estimator the model's training statistics store),
+- clusters per unit area in the slices (:func:`microlad.descriptors.slice_clusters`),
+- the largest signed deviation of the slices' radial S2 for 1 ≤ r ≤ 8 from the training
+  patches', in % of S2(0) (non-periodic, :func:`microlad.descriptors.s2_slices`).
+
+Each figure is the mean over volumes and axes of the signed relative error, ± the standard
+error over volumes. Variants (all with the training volume fractions matched, as the
+default reconstruction does):
+
+- ``default``: L-MPDD (coupled) → three-axis probability average → match → K = 1 refinement;
+- ``k0`` / ``k3``: no refinement / three passes;
+- ``axis0_only``: only the decode along z (slices normal to z decoded, others implied);
+- ``logit_mean``: the three axes fused by averaging log-probabilities instead of probabilities;
+- ``plain``: the paper's uncoupled L-MPDD, default decoding;
+- ``prior_2d``: 2D samples of the prior (64², DDIM 25) decoded — the floor a 3D method stands on.
+
+Usage: ``python bench/bench_fine_scale.py sofc-anode ../shared/data/2d/sofc_anode_1024.tif -n 6 --name sofc``
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import machine, model_image_parser, save  # noqa: E402
+
+from microlad.bundled import resolve_model
+from microlad.descriptors import s2_radial, s2_slices, slice_clusters, slice_perimeter_density
+from microlad.io import read_image
+from microlad.model import load_model
+from microlad.reconstruct import SliceOptions, interpolate_along, refine_volume, sample_latent_volume, to_slices
+from microlad.reconstruct.api import _target_fractions
+from microlad.reconstruct.decode import decode_slices, match_fractions
+
+VARIANTS = ("prior_2d", "default", "k0", "k3", "axis0_only", "logit_mean", "plain")
+R_SMALL = 8
+PATCH = 64
+
+
+def reference(image: np.ndarray, n_phases: int, n_patches: int = 128, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    ys = rng.integers(0, image.shape[0] - PATCH + 1, n_patches)
+    xs = rng.integers(0, image.shape[1] - PATCH + 1, n_patches)
+    patches = np.stack([image[y:y + PATCH, x:x + PATCH] for y, x in zip(ys, xs)])
+    return measure_slices(patches, n_phases)
+
+
+def measure_slices(stack: np.ndarray, n_phases: int) -> dict:
+    """Per-phase L_A, clusters per area and radial S2 (r ≤ R_SMALL) of a (N, H, W) stack."""
+    per = np.array([slice_perimeter_density(stack, phase=p, axis=0) for p in range(n_phases)])
+    clu = np.array([slice_clusters(stack, phase=p, axis=0).density for p in range(n_phases)])
+    s2 = np.stack([np.mean([s2_radial(s, phase=p, cutoff=R_SMALL, periodic=False) for s in stack], axis=0)
+                   for p in range(n_phases)])
+    return {"perimeter": per, "clusters": clu, "s2": s2}
+
+
+def measure_volume(labels: np.ndarray, n_phases: int) -> dict:
+    """The same quantities over the slices normal to z, y and x (averaged over the axes)."""
+    per = np.array([[slice_perimeter_density(labels, phase=p, axis=a) for a in range(3)] for p in range(n_phases)]).mean(1)
+    clu = np.array([[slice_clusters(labels, phase=p, axis=a).density for a in range(3)] for p in range(n_phases)]).mean(1)
+    s2 = np.stack([np.mean([s2_slices(labels, phase=p, axis=a, cutoff=R_SMALL, periodic=False) for a in range(3)], axis=0)
+                   for p in range(n_phases)])
+    return {"perimeter": per, "clusters": clu, "s2": s2}
+
+
+def errors(m: dict, ref: dict) -> dict:
+    s2d = (m["s2"] - ref["s2"])[:, 1:] / ref["s2"][:, :1]
+    worst = s2d[np.arange(len(s2d)), np.abs(s2d).argmax(1)]
+    return {"perimeter": m["perimeter"] / ref["perimeter"] - 1, "clusters": m["clusters"] / ref["clusters"] - 1, "s2_small_r": worst}
+
+
+@torch.inference_mode()
+def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.ndarray:
+    vae, unet = model.vae, model.unet
+    f, p = vae.config.downsample_factor, vae.config.n_phases
+    opts = SliceOptions()
+    gen = torch.Generator().manual_seed(seed)
+    if variant == "prior_2d":
+        return np.asarray(model.sample_2d(size, size=size, steps=25, seed=seed))
+    z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
+                             slice_coupling=variant != "plain", generator=gen)
+    raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
+    per_axis = []
+    for axis in ((0,) if variant == "axis0_only" else range(3)):
+        out = torch.zeros((p, size, size, size))
+        to_slices(out, axis).add_(decode_slices(vae, to_slices(interpolate_along(raw, axis, f), axis), opts))
+        per_axis.append(out)
+    if variant == "logit_mean":
+        probs = torch.softmax(sum(q.clamp_min(1e-8).log() for q in per_axis) / len(per_axis), dim=0)
+    else:
+        probs = sum(per_axis) / len(per_axis)
+    probs = match_fractions(probs, target_vf)
+    refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
+    if refine:
+        probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
+    return probs.argmax(0).to(torch.uint8).numpy()
+
+
+def main() -> None:
+    ap = model_image_parser(__doc__.splitlines()[0])
+    ap.add_argument("-n", type=int, default=6, help="volumes per variant")
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    model = load_model(resolve_model(args.model_dir))
+    p = model.n_phases
+    image = read_image(args.image).labels
+    ref = reference(image, p)
+    target_vf = _target_fractions(model, True)
+    rows, t_start = {}, time.time()
+    for variant in args.variants.split(","):
+        t0 = time.time()
+        errs = []
+        for i in range(args.n):
+            lab = variant_labels(model, variant, 1000 + i, args.size, target_vf)
+            m = measure_slices(lab, p) if variant == "prior_2d" else measure_volume(lab, p)
+            errs.append(errors(m, ref))
+        rows[variant] = {k: (np.mean([e[k] for e in errs], 0).tolist(), (np.std([e[k] for e in errs], 0, ddof=1) / np.sqrt(args.n)).tolist())
+                         for k in errs[0]}
+        rows[variant]["seconds_per_volume"] = (time.time() - t0) / args.n
+        print(variant, {k: np.round(np.array(v[0]) * 100, 1).tolist() for k, v in rows[variant].items() if k != "seconds_per_volume"}, flush=True)
+    meta = {"model": args.model_dir, "image": str(args.image), "n": args.n, "size": args.size, "seeds": f"1000..{999 + args.n}",
+            "machine": machine(), "date": time.strftime("%Y-%m-%d"), "wall_s": time.time() - t_start}
+    pm = lambda v, k: " / ".join(f"{100 * a:+.1f} ± {100 * b:.1f}" for a, b in zip(*v[k]))
+    lines = [f"## Fine-scale fidelity, diagnosis: {args.name} (`bench/bench_fine_scale.py`)", "",
+             f"Model `{args.model_dir}`, reference: 64² patches of `{Path(args.image).name}`; {args.n} × {args.size}³ volumes per variant "
+             f"(seeds {meta['seeds']}; variants that share the sampler start from the same L-MPDD latents), slices normal to z, y, x pooled; "
+             f"{meta['machine']['torch_threads']} torch thread(s), load average {meta['machine']['load_average_1min']}, {meta['date']}. "
+             "Signed relative error per phase (0 / 1 / …), mean ± standard error over volumes, in %. "
+             "S2 column: the largest |S2_gen(r) − S2_ref(r)| for 1 ≤ r ≤ 8, signed, in % of S2(0). "
+             "Goals (issue #11): perimeter within ±3 %, S2 within 2 % of S2(0).", "",
+             "| variant | slice perimeter L_A | clusters per area | S2, r ≤ 8 | s / volume |", "|---|---|---|---|---|"]
+    for v, r in rows.items():
+        lines.append(f"| {v} | {pm(r, 'perimeter')} | {pm(r, 'clusters')} | {pm(r, 's2_small_r')} | {r['seconds_per_volume']:.1f} |")
+    save(f"fine_scale_{args.name}", {"meta": meta, "rows": rows}, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
