@@ -44,12 +44,13 @@ _state: dict[str, bool] = {"debug": False}
 
 
 def _register() -> None:
-    from microlad.cli import demo, properties, reconstruct, train
+    from microlad.cli import demo, generate, properties, reconstruct, train
 
     app.command("demo")(demo.demo)
     app.command("properties")(properties.properties)
     app.command("train")(train.train)
     app.command("reconstruct")(reconstruct.reconstruct)
+    app.command("generate")(generate.generate)
 
 
 _register()

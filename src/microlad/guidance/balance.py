@@ -27,8 +27,10 @@ __all__ = ["balance"]
 def balance(grad: torch.Tensor, prior_norm: float, residual: float, weight: float) -> tuple[torch.Tensor, float]:
     """Balanced gradient ĝ (same shape as ``grad``) and the raw gradient norm ‖g‖."""
     g = torch.nan_to_num(grad, nan=0.0, posinf=0.0, neginf=0.0)
-    norm = float(g.norm())
-    if norm == 0.0 or not (prior_norm > 0.0) or weight == 0.0:
-        return torch.zeros_like(g), norm
+    amax = float(g.abs().max()) if g.numel() else 0.0
+    if amax == 0.0 or not (prior_norm > 0.0) or weight == 0.0:
+        return torch.zeros_like(g), 0.0 if amax == 0.0 else amax * float((g / amax).norm())
+    unit = g / amax  # scaled first so that tiny or huge gradients neither underflow nor overflow
+    n = float(unit.norm())
     rho = min(1.0, abs(float(residual))) if residual == residual else 1.0
-    return g * (weight * prior_norm * rho / norm), norm
+    return unit * (weight * prior_norm * rho / n), amax * n

@@ -201,17 +201,18 @@ class _Run:
         measured = {}
         for term in self.terms:
             t = term.target
-            m = T.measure(term, labels)
-            measured[t.name] = m
             if t.kind == "s2":
-                k = term.curve.shape[-1]
-                got = torch.as_tensor(T.s2_curves(labels, term.phases, k), dtype=torch.float32)
+                rep = T.s2_report(labels, term.curve.cpu().numpy(), term.phases)
+                measured[t.name] = rep["max_error"]
+                got = torch.as_tensor(rep["curves"], dtype=torch.float32)
                 sur = torch.stack([T.slice_value(term, p, a) for a, p in enumerate(planes)]).mean(0)
                 kk = min(got.shape[-1], sur.shape[-1])
                 off = torch.zeros_like(term.curve)
                 off[:, :kk] = sur[:, :kk] - got[:, :kk]
                 term.offset = off
                 continue
+            m = T.measure(term, labels)
+            measured[t.name] = m
             if term.is_volume:
                 sur = values.get(t.name)
                 s = None if sur is None else float(sur)
@@ -257,7 +258,7 @@ class _Run:
             for j, term in enumerate(vol_terms):
                 v = T.volume_value(term, probs)
                 (g,) = torch.autograd.grad(T.loss_of(term, v), zr, retain_graph=j < len(vol_terms) - 1)
-                term.last_value, term.last_residual = float(v), T.residual_of(term, v)
+                term.last_value, term.last_residual = float(v.detach()), T.residual_of(term, v)
                 term.last_grad, values[term.target.name] = g, v.detach()
         t3 = time.perf_counter()
         for term in self.terms:
@@ -313,10 +314,12 @@ class _Run:
         reports = []
         for term in self.terms:
             t = term.target
-            achieved = T.measure(term, labels)
             extra = {}
             if t.kind == "s2":
-                extra = {"max_pointwise": T.s2_report(labels, term.curve.cpu().numpy(), term.phases)["max_pointwise"]}
+                rep = T.s2_report(labels, term.curve.cpu().numpy(), term.phases)
+                achieved, extra = rep["max_error"], {"max_pointwise": rep["max_pointwise"]}
+            else:
+                achieved = T.measure(term, labels)
             reports.append(TermReport(t.name, 0.0 if t.kind == "s2" else float(t.value), float(start.get(t.name, np.nan)),
                                       float(achieved), term.weight, extra))
         self.timings["finish"] = time.perf_counter() - tf

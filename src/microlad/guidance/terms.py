@@ -39,7 +39,7 @@ from microlad.descriptors import torch as td
 from microlad.guidance.surrogate import in_plane_axes
 from microlad.guidance.targets import Target
 
-__all__ = ["D_FLOOR", "TOLERANCE", "TermState", "slice_value", "volume_value", "loss_of", "residual_of", "measure", "s2_curves", "s2_report"]
+__all__ = ["D_FLOOR", "TOLERANCE", "TermState", "slice_value", "volume_value", "loss_of", "residual_of", "measure", "s2_report"]
 
 D_FLOOR = 1e-3
 """Diffusivity given to voxels outside the conducting phase (keeps the operator SPD)."""
@@ -184,24 +184,19 @@ def _transport(labels: np.ndarray, phase: int, axis: int) -> tuple[float, float]
 def s2_report(labels: np.ndarray, curves: np.ndarray, phases: tuple[int, ...]) -> dict:
     """Paper metric of the slices of ``labels`` against target ``curves`` (P_t, K):
     ``max_error`` = max over phases and axes of |ΣS2_gen − ΣS2_ref| / ΣS2_ref (lags 0..K−1,
-    non-periodic), and ``max_pointwise`` = max |ΔS2(r)| / S2_ref(0) for r <= 8."""
+    non-periodic), ``max_pointwise`` = max |ΔS2(r)| / S2_ref(0) for r <= 8, and ``curves``
+    (P_t, K') the slice S2 per phase averaged over the three axes (K' <= K: half a side)."""
     k = min(curves.shape[-1], min(labels.shape) // 2 + 1)
-    errs, point = [], []
+    errs, point, mean = [], [], []
+    r = min(k, S2_POINTWISE_RMAX + 1)
     for row, p in zip(curves, phases):
         ref = row[:k]
-        for a in range(3):
-            gen = nd.s2_slices(labels, phase=p, axis=a, cutoff=k - 1, periodic=False)
+        gens = [nd.s2_slices(labels, phase=p, axis=a, cutoff=k - 1, periodic=False) for a in range(3)]
+        for gen in gens:
             errs.append(abs(gen.sum() - ref.sum()) / ref.sum())
-            r = min(k, S2_POINTWISE_RMAX + 1)
             point.append(float(np.abs(gen[:r] - ref[:r]).max() / ref[0]))
-    return {"max_error": float(max(errs)), "max_pointwise": float(max(point))}
-
-
-def s2_curves(labels: np.ndarray, phases: tuple[int, ...], k: int) -> np.ndarray:
-    """(P_t, k) non-periodic slice S2 of ``labels`` per phase, averaged over the three axes."""
-    k = min(k, min(labels.shape) // 2 + 1)
-    return np.stack([np.mean([nd.s2_slices(labels, phase=p, axis=a, cutoff=k - 1, periodic=False) for a in range(3)], axis=0)
-                     for p in phases])
+        mean.append(np.mean(gens, axis=0))
+    return {"max_error": float(max(errs)), "max_pointwise": float(max(point)), "curves": np.stack(mean)}
 
 
 def measure(term: TermState, labels: np.ndarray) -> float:
