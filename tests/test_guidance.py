@@ -177,3 +177,9 @@ def test_guided_vf_moves_toward_its_target_and_logs_every_term(sofc_model, one_t
 def test_match_vf_with_a_vf_target_is_refused(tiny_model):
     with pytest.raises(InputError, match="undo"):
         generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, match_vf=True, progress=False)
+
+
+def test_model_generate_method_forwards(tiny_model, one_torch_thread):
+    a = tiny_model.generate((8, 8, 8), {"vf:1": 0.5}, seed=2, steps=3, lmpdd_steps=2, progress=False)[0]
+    b = generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, seed=2, steps=3, lmpdd_steps=2, progress=False)[0]
+    assert np.array_equal(a.labels, b.labels)
