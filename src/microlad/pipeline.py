@@ -376,12 +376,12 @@ class MicroladModel:
             raise MicroladError("3D reconstruction is unavailable: microlad.reconstruct has no reconstruct()")
         return fn(self, *args, **kwargs)
 
-
     def generate(self, shape: Sequence[int], targets: Any, **kwargs: Any) -> Any:
         """SDS-guided 3D generation toward ``targets``; see :func:`microlad.guidance.generate`."""
         from microlad.guidance import generate
 
         return generate(self, shape, targets, **kwargs)
+
 
 # -- loading --------------------------------------------------------------------------------
 def _first_line(exc: BaseException) -> str:
