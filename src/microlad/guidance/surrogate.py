@@ -42,12 +42,27 @@ def cell_slices(vae, z: torch.Tensor, axis: int, *, periodic: bool = False, memo
     return decode_slices(vae, sl, periodic=periodic, memory_budget=memory_budget)
 
 
+CHECKPOINT_VOXELS = 96**3
+"""Above this many voxels :func:`axis_volume` recomputes the decoder in the backward pass
+(activation checkpointing per batch of 16 slices) instead of keeping every slice's
+activations: memory O(one batch), one extra decoder forward."""
+
+
 def axis_volume(vae, z: torch.Tensor, axis: int, *, periodic: bool = False, memory_budget: int | None = None) -> torch.Tensor:
     """Probabilities (P, D, H, W) from decoding every voxel slice normal to ``axis``
     (interpolated latents, as ``reconstruct`` does per axis). Differentiable in ``z``."""
     f = vae.config.downsample_factor
     up = interpolate_along(_raw(vae, z), axis, f, periodic=periodic)
-    out = decode_slices(vae, to_slices(up, axis), periodic=periodic, memory_budget=memory_budget)
+    sl = to_slices(up, axis)
+    if sl.shape[0] * sl.shape[-2] * sl.shape[-1] * f * f <= CHECKPOINT_VOXELS:  # slices × their voxels
+        out = decode_slices(vae, sl, periodic=periodic, memory_budget=memory_budget)
+    else:
+        from torch.utils.checkpoint import checkpoint
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            return decode_slices(vae, x, periodic=periodic, memory_budget=memory_budget)
+
+        out = torch.cat([checkpoint(run, sl[i : i + 16], use_reentrant=False) for i in range(0, sl.shape[0], 16)])
     return from_slices(out, axis)
 
 

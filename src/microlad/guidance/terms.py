@@ -17,7 +17,8 @@ probabilities. Values, by kind (surrogate inputs from :mod:`microlad.guidance.su
 * ``deff`` / ``tau``: 3D D_eff/D_bulk of the soft-floored field D = ε + (1 − ε)·mask
   (ε = :data:`D_FLOOR`) of the whole volume along the axis, through the adjoint solver
   (:func:`microlad.physics.effective_diffusivity`); τ = VF / D_eff.
-* ``deff2d``: mean 2D D_eff of the planes that contain the transport axis.
+* ``deff2d``: mean 2D D_eff of the planes that contain the transport axis (a step that
+  slices along the transport axis itself reuses the term's last gradient).
 
 Losses: VF squared error; SA, D_eff, τ squared log-ratio; the loss only sets the
 gradient's direction (:mod:`microlad.guidance.balance` sets its size). The residual in
