@@ -10,3 +10,7 @@ steps, 2.2 / 1.3 % at 50); 25 halves the sampling time (BENCHMARKS.md)."""
 
 REFINE_PASSES = 1
 """Three-axis refinement passes K (pass 1 changes ~0.7 % of the voxels, pass 2 ~0.14 %)."""
+
+GUIDANCE_STEPS = 60
+"""SDS guidance steps per volume (``microlad generate``); see BENCHMARKS.md for what 60
+steps reach at 64³."""

@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from microlad.defaults import RECONSTRUCT_STEPS, REFINE_PASSES
+from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_STEPS, REFINE_PASSES
 from microlad.errors import InputError
 
 
@@ -24,7 +24,7 @@ def generate(
     shape: Tuple[int, int, int] = typer.Option(..., "--shape", help="Volume size D H W in voxels (multiples of the VAE factor).", show_default=False),
     target: List[str] = typer.Option(..., "--target", help="KIND[:PHASE][@AXIS]=VALUE, repeatable: vf:1=0.40, sa:0=0.08, s2=train, deff:0@x=0.05, tau:0@z=5.0, deff2d:0@x=0.1.", show_default=False),
     weight: Optional[List[str]] = typer.Option(None, "--weight", help="NAME=W, repeatable: a target name (vf:1), a kind (vf) or 'prior'; default 1."),
-    steps: int = typer.Option(100, "--steps", help="Guidance (optimisation) steps per volume."),
+    steps: int = typer.Option(GUIDANCE_STEPS, "--steps", help="Guidance (optimisation) steps per volume."),
     n: int = typer.Option(1, "-n", "--n", help="Number of volumes."),
     seed: int = typer.Option(0, "--seed", help="Seed of volume 0; volume i uses seed + i."),
     lr: float = typer.Option(0.05, "--lr", help="Adam step size on the normalised latent."),

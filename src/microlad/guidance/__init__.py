@@ -7,7 +7,7 @@ Entry point: :func:`generate` (``microlad generate`` on the command line). Modul
 (values, losses, measurement on labels), ``balance`` (gradient balancing), ``loop``
 (the optimisation), ``result`` (outputs), ``realism`` (VAE round-trip accuracy).
 """
-from microlad.guidance.loop import generate, prepare
+from microlad.guidance.loop import GuidanceOptions, generate, prepare
 from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.realism import roundtrip_accuracy
 from microlad.guidance.result import GuidanceResult, TermReport, log_csv
@@ -15,6 +15,7 @@ from microlad.guidance.stats import TrainingReference, training_reference
 from microlad.guidance.targets import Target, parse_target, parse_targets, parse_weights, validate_targets
 
 __all__ = [
+    "GuidanceOptions",
     "GuidanceResult",
     "NoiseRange",
     "Target",

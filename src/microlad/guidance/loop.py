@@ -28,13 +28,14 @@ finish left the max slice-S2 error at 6.3-6.9 %, no matching reached 4.0 %.)
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from microlad.defaults import RECONSTRUCT_STEPS, REFINE_PASSES
+from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_STEPS, REFINE_PASSES
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
@@ -46,10 +47,31 @@ from microlad.guidance.targets import Target, parse_targets, parse_weights, vali
 from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume
 from microlad.reconstruct._chunks import channels_last
 
-__all__ = ["generate", "prepare"]
+__all__ = ["GuidanceOptions", "generate", "prepare"]
 
-DEFAULT_STEPS = 100
+DEFAULT_STEPS = GUIDANCE_STEPS
 DEFAULT_LR = 0.05
+
+
+@dataclass(frozen=True)
+class GuidanceOptions:
+    """Settings of one guided run (see :func:`generate` for their meaning)."""
+
+    steps: int = DEFAULT_STEPS
+    lr: float = DEFAULT_LR
+    noise: NoiseRange = field(default_factory=NoiseRange)
+    property_every: int = 5
+    calibrate_every: int = DEFAULT_STEPS // 3
+    lmpdd_steps: int = RECONSTRUCT_STEPS
+    refine: int = REFINE_PASSES
+    periodic: bool = False
+    memory_budget: int | None = None
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("progress")
+        return out
 
 
 def prepare(model, targets, weights=None) -> tuple[list[Target], dict[str, float]]:
@@ -157,15 +179,14 @@ def generate(
     vae.eval()
     unet.eval()
     channels_last(vae, unet)
-    config = {"steps": steps, "lr": lr, "noise": vars(noise), "property_every": property_every, "calibrate_every": cal,
-              "lmpdd_steps": lmpdd_steps, "refine": refine, "periodic": periodic,
-              "match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
-              "weights": wt, "targets": [t.describe() for t in tg]}
-    opts = dict(periodic=periodic, memory_budget=memory_budget)
+    options = GuidanceOptions(steps=steps, lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
+                              lmpdd_steps=lmpdd_steps, refine=refine, periodic=periodic, memory_budget=memory_budget,
+                              progress=progress)
+    config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
+                                  "weights": wt, "targets": [t.describe() for t in tg]}
     results = []
     for i in (range(n) if indices is None else indices):
-        run = _Run(model, dims, tg, wt, seed + int(i), steps, lr, noise, property_every, cal, lmpdd_steps, refine,
-                   target_vf, opts, device, progress)
+        run = _Run(model, dims, _states(model, tg, wt), wt["prior"], seed + int(i), options, target_vf, device)
         res = run.execute(config, return_probabilities)
         results.append(res)
         if on_volume is not None:
@@ -176,21 +197,19 @@ def generate(
 class _Run:
     """One guided volume (state shared by the steps of one run)."""
 
-    def __init__(self, model, dims, targets, weights, seed, steps, lr, noise, property_every, cal, lmpdd_steps, refine,
-                 target_vf, opts, device, progress) -> None:
-        self.model, self.dims, self.seed, self.steps = model, dims, seed, steps
+    def __init__(self, model, dims: tuple[int, int, int], terms: list[T.TermState], w_prior: float, seed: int,
+                 options: GuidanceOptions, target_vf: torch.Tensor | None, device: torch.device) -> None:
+        self.dims, self.seed, self.o = dims, seed, options
         self.vae, self.unet, self.schedule = model.vae, model.unet, model.schedule
-        self.terms = _states(model, targets, weights)
-        self.w_prior = weights["prior"]
-        self.lr, self.noise, self.property_every, self.cal = lr, noise, property_every, cal
-        self.lmpdd_steps, self.refine, self.target_vf, self.opts = lmpdd_steps, refine, target_vf, opts
-        self.device, self.progress = device, progress
+        self.terms, self.w_prior, self.target_vf, self.device = terms, w_prior, target_vf, device
+        self.steps = options.steps
+        self.opts = {"periodic": options.periodic, "memory_budget": options.memory_budget}
         self.timings = {"lmpdd": 0.0, "prior": 0.0, "slice_terms": 0.0, "volume_terms": 0.0, "calibrate": 0.0, "finish": 0.0}
 
     # -- finishing and measuring ----------------------------------------------------------
     def finish(self, z: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         probs = latents_to_probabilities(self.vae, z.detach(), self.target_vf, **self.opts)
-        probs = refine_probabilities(self.vae, probs, self.refine, self.target_vf, **self.opts)
+        probs = refine_probabilities(self.vae, probs, self.o.refine, self.target_vf, **self.opts)
         return probs, probs.argmax(0).to(torch.uint8).cpu().numpy()
 
     def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -231,7 +250,7 @@ class _Run:
     # -- one step ---------------------------------------------------------------------------
     def step(self, z: torch.Tensor, opt: torch.optim.Optimizer, s: int, gen: torch.Generator, force_volume: bool) -> tuple[dict, dict]:
         axis = int(torch.randint(0, 3, (1,), generator=gen))
-        t = self.noise.draw(s, self.steps, self.schedule.num_train_timesteps, gen)
+        t = self.o.noise.draw(s, self.steps, self.schedule.num_train_timesteps, gen)
         t0 = time.perf_counter()
         g_prior = sds_gradient(self.unet, self.schedule, z, axis, t, gen, **self.opts)
         prior_norm = float(g_prior.norm())
@@ -252,7 +271,7 @@ class _Run:
                 term.last_grad, values[term.target.name] = g, v.detach()
         t2 = time.perf_counter()
         vol_terms = [x for x in self.terms if x.is_volume]
-        if vol_terms and (force_volume or s % self.property_every == 0):
+        if vol_terms and (force_volume or s % self.o.property_every == 0):
             zr = z.detach().requires_grad_(True)
             probs = axis_volume(self.vae, zr, axis, **self.opts)
             for j, term in enumerate(vol_terms):
@@ -284,15 +303,16 @@ class _Run:
         latent_shape = (self.vae.config.latent_channels, *(s // f for s in self.dims))
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         t0 = time.perf_counter()
-        z0 = sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.lmpdd_steps, generator=gen,
-                                  device=self.device, progress=self.progress, **self.opts)
+        z0 = sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.o.lmpdd_steps, generator=gen,
+                                  device=self.device, progress=self.o.progress, **self.opts)
         self.timings["lmpdd"] = time.perf_counter() - t0
         z = z0.clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=self.lr)
+        opt = torch.optim.Adam([z], lr=self.o.lr)
         log: list[dict] = []
         start: dict[str, float] = {}
-        cal_steps = {0} | (set(range(self.cal, self.steps, self.cal)) if self.cal else set())
-        bar = tqdm(range(self.steps), desc=f"guide seed {self.seed}", unit="step", disable=not self.progress, leave=False)
+        cal = self.o.calibrate_every
+        cal_steps = {0} | (set(range(cal, self.steps, cal)) if cal else set())
+        bar = tqdm(range(self.steps), desc=f"guide seed {self.seed}", unit="step", disable=not self.o.progress, leave=False)
         for s in bar:
             if s in cal_steps:
                 # measure before the step's update: the step's surrogate values and the
