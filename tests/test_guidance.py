@@ -10,7 +10,7 @@ import torch
 
 from microlad.diffusion import DDPMSchedule
 from microlad.errors import InputError
-from microlad.guidance import NoiseRange, generate, parse_target, parse_targets, parse_weights, sds_gradient, validate_targets
+from microlad.guidance import NoiseRange, generate, parse_targets, parse_weights, sds_gradient, validate_targets
 from microlad.guidance.balance import balance
 
 
