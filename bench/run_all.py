@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["transport", "training*", "reconstruct", "fidelity*", "fine_scale_[!f]*", "fine_scale_findings", "groundtruth*", "evaluate*"]
+ORDER = ["transport", "training*", "reconstruct", "fidelity*", "fine_scale_[!f]*", "fine_scale_findings", "groundtruth*", "guidance*", "evaluate*"]
 
 HEADER = """# Benchmarks
 

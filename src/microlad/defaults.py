@@ -11,3 +11,7 @@ within the standard error at half the sampling time (BENCHMARKS.md)."""
 RECONSTRUCT_REFINE = 1
 """Three-axis refinement passes K (``refine``). Chosen because a second pass changes far
 fewer voxels than the first and the slice-S2 fidelity does not improve (BENCHMARKS.md)."""
+
+GUIDANCE_STEPS = 60
+"""SDS guidance steps per volume (``microlad generate``); what 60 steps reach at 64³ is in
+BENCHMARKS.md."""

@@ -359,6 +359,12 @@ class MicroladModel:
         """
         return _load(cls, directory, device)
 
+    def generate(self, shape: Sequence[int], targets: Any, **kwargs: Any) -> Any:
+        """SDS-guided 3D generation toward ``targets``; see :func:`microlad.guidance.generate`."""
+        from microlad.guidance import generate
+
+        return generate(self, shape, targets, **kwargs)
+
 
 # -- loading --------------------------------------------------------------------------------
 def _first_line(exc: BaseException) -> str:

@@ -44,7 +44,7 @@ _state: dict[str, bool] = {"debug": False}
 
 
 def _register() -> None:
-    from microlad.cli import demo, evaluate, models, properties, reconstruct, train
+    from microlad.cli import demo, evaluate, generate, models, properties, reconstruct, train
 
     app.command("demo")(demo.demo)
     app.command("models")(models.models)
@@ -52,6 +52,7 @@ def _register() -> None:
     app.command("train")(train.train)
     app.command("reconstruct")(reconstruct.reconstruct)
     app.command("evaluate")(evaluate.evaluate)
+    app.command("generate")(generate.generate)
 
 
 _register()

@@ -1,0 +1,307 @@
+"""SDS guidance acceptance (issue #10): VF, S2, surface-area and transport control.
+
+Usage::
+
+    python bench/bench_guidance.py MODEL_DIR IMAGE --name NAME [--sets vf,s2,sa,deff,tau]
+        [--seeds 10] [--size 64] [--steps 60] [--phases 0 1 2] [--deff-factors 1.5 0.5]
+        [--deff-target PHASE=VALUE] [--tau-rock berea_400.npz --tau PHASE@AXIS] [--seed 2000]
+
+Sets (each volume uses seed ``--seed + i``; targets as in the issue / the paper):
+
+* ``vf``: per phase, target = the largest VF of that phase over 256 random 64² crops of
+  the training image; pass: |VF − target| <= 0.01.
+* ``s2``: target = the training S2 stored in the model; paper metric (``s2_fidelity``:
+  slice S2 of all volumes averaged, against the training image) of the guided and of
+  the unguided (``reconstruct``, same seeds) sets, plus the largest pointwise
+  |ΔS2(r)|/S2(0) for r <= 8 (per volume, max).
+* ``sa``: per phase, target = 4/π × the largest 2D boundary length per area over the
+  crops (stereology: the 3D area per volume a medium with those sections has); pass:
+  within 5 % (report's marching-cubes estimator on the final labels).
+* ``deff``: along x; per phase, targets = ``--deff-factors`` × the unguided volume's D_eff
+  (same seed), or ``--deff-target PHASE=VALUE``; re-measured with TauFactor on the final
+  labels; pass: within 10 %, and moved in the requested direction.
+* ``tau``: ``--tau PHASE@AXIS`` targeted to the tortuosity of ``--tau-rock`` (a 3D label
+  volume, e.g. berea_400.npz, measured with microlad.physics); reports the surface area
+  and the other axes' τ before/after.
+
+Every set also reports the VAE round-trip pixel accuracy (every 4th slice per axis) of
+the guided and unguided volumes, and the time per volume and per step.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, model_image_parser, save  # noqa: E402
+
+AX = "zyx"
+
+
+def crop_stats(ref: np.ndarray, n_phases: int, size: int = 64, n: int = 256, seed: int = 0) -> dict:
+    """Largest VF and 2D boundary length per area of each phase over random crops."""
+    from microlad import descriptors as nd
+
+    rng = np.random.default_rng(seed)
+    h, w = ref.shape
+    vf, la = np.zeros((n, n_phases)), np.zeros((n, n_phases))
+    for i in range(n):
+        y, x = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        c = ref[y:y + size, x:x + size]
+        for p in range(n_phases):
+            vf[i, p] = (c == p).mean()
+            la[i, p] = nd.specific_surface_area(c, phase=p)
+    return {"vf_max": vf.max(0).tolist(), "vf_mean": vf.mean(0).tolist(), "la_max": la.max(0).tolist(), "la_mean": la.mean(0).tolist()}
+
+
+def taufactor_deff(labels: np.ndarray, phase: int, axis: int) -> float:
+    """D_eff/D_bulk = ε/τ of ``phase`` along ``axis`` from TauFactor (CPU, defaults)."""
+    import taufactor as tf
+
+    mask = np.ascontiguousarray(np.moveaxis((labels == phase).astype(np.uint8), axis, 0))
+    if not mask.any():
+        return 0.0
+    s = tf.Solver(mask, device="cpu")
+    s.solve(verbose=False)
+    tau = float(np.ravel(np.asarray(s.tau))[0])
+    return float(mask.mean() / tau) if np.isfinite(tau) and tau > 0 else 0.0
+
+
+class Bench:
+    def __init__(self, model, ref, args) -> None:
+        self.model, self.ref, self.args = model, ref, args
+        self.shape = (args.size,) * 3
+        self.seeds = [args.seed + i for i in range(args.seeds)]
+        self._unguided: dict[int, np.ndarray] = {}
+
+    def unguided(self, seed: int) -> np.ndarray:
+        if seed not in self._unguided:
+            self._unguided[seed] = self.model.reconstruct(self.shape, n=1, seed=seed, progress=False)[0].labels
+        return self._unguided[seed]
+
+    def realism(self, labels: np.ndarray) -> float:
+        from microlad.guidance import roundtrip_accuracy
+
+        return roundtrip_accuracy(self.model.vae, labels)["mean"]
+
+    def run(self, targets: dict, seed: int, **kw):
+        a = self.args
+        t0 = time.perf_counter()
+        res = self.model.generate(self.shape, targets, seed=seed, steps=a.steps, progress=False,
+                                  weights=a.weight or None, **kw)[0]
+        return res, time.perf_counter() - t0
+
+    def row(self, res, wall: float, seed: int) -> dict:
+        return {"seed": seed, "terms": [t.to_dict() for t in res.terms], "wall_s": round(wall, 2),
+                "per_step_s": round(res.timings["per_step"], 3),
+                "timings": {k: round(v, 2) for k, v in res.timings.items()},
+                "realism": round(self.realism(res.labels), 4), "realism_unguided": round(self.realism(self.unguided(seed)), 4)}
+
+
+def set_vf(b: Bench, stats: dict) -> dict:
+    out = {}
+    for p in b.args.phases:
+        target = round(stats["vf_max"][p], 4)
+        rows = []
+        for s in b.seeds:
+            res, wall = b.run({f"vf:{p}": target}, s)
+            r = b.row(res, wall, s)
+            r["pass"] = abs(r["terms"][0]["achieved"] - target) <= 0.01
+            rows.append(r)
+            print(f"vf:{p} seed {s}: {res.summary()} ({wall:.0f} s, realism {r['realism']:.4f} vs {r['realism_unguided']:.4f})", flush=True)
+        out[f"vf:{p}"] = {"target": target, "rows": rows, "passed": sum(r["pass"] for r in rows), "n": len(rows)}
+    return out
+
+
+def set_sa(b: Bench, stats: dict) -> dict:
+    out = {}
+    for p in b.args.phases:
+        target = round(4 / np.pi * stats["la_max"][p], 5)
+        rows = []
+        for s in b.seeds:
+            res, wall = b.run({f"sa:{p}": target}, s)
+            r = b.row(res, wall, s)
+            r["pass"] = abs(r["terms"][0]["achieved"] / target - 1) <= 0.05
+            rows.append(r)
+            print(f"sa:{p} seed {s}: {res.summary()} ({wall:.0f} s, realism {r['realism']:.4f} vs {r['realism_unguided']:.4f})", flush=True)
+        out[f"sa:{p}"] = {"target": target, "rows": rows, "passed": sum(r["pass"] for r in rows), "n": len(rows)}
+    return out
+
+
+def set_s2(b: Bench) -> dict:
+    from microlad.evaluate import s2_fidelity
+
+    rows, guided = [], []
+    for s in b.seeds:
+        res, wall = b.run({"s2": "train"}, s)
+        rows.append(b.row(res, wall, s))
+        guided.append(res.labels)
+        print(f"s2 seed {s}: {res.summary()} ({wall:.0f} s)", flush=True)
+    n_p = b.model.n_phases
+    fg = s2_fidelity(guided, [b.ref], n_phases=n_p)
+    fu = s2_fidelity([b.unguided(s) for s in b.seeds], [b.ref], n_phases=n_p)
+    r = 9  # pointwise error for r <= 8 of the set-averaged curves
+    point = lambda f: float(np.max(np.abs(f.s2_generated[:, :, :r] - f.s2_reference[:, None, :r]) / f.s2_reference[:, None, :1]))  # noqa: E731
+    return {"rows": rows, "guided_max_error": fg.max_error, "unguided_max_error": fu.max_error,
+            "guided_signed": fg.signed_errors.tolist(), "unguided_signed": fu.signed_errors.tolist(),
+            "guided_pointwise_r8": point(fg), "unguided_pointwise_r8": point(fu), "n": len(rows)}
+
+
+def set_deff(b: Bench) -> dict:
+    a = b.args
+    cases = []
+    if a.deff_target:
+        for spec in a.deff_target:
+            p, v = spec.split("=")
+            cases.append((int(p), None, float(v)))
+    else:
+        cases = [(p, f, None) for p in a.phases for f in a.deff_factors]
+    out = {}
+    for p, factor, value in cases:
+        rows = []
+        for s in b.seeds[: a.deff_seeds or None]:
+            base = taufactor_deff(b.unguided(s), p, 2)
+            target = value if value is not None else factor * base
+            if not 0 < target <= 1:
+                print(f"deff:{p}@x seed {s}: target {target:g} outside (0, 1], skipped", flush=True)
+                continue
+            res, wall = b.run({f"deff:{p}@x": round(target, 6)}, s, property_every=a.property_every)
+            got = taufactor_deff(res.labels, p, 2)
+            r = b.row(res, wall, s)
+            r.update(unguided_taufactor=base, achieved_taufactor=got, target=target,
+                     within_10pct=abs(got / target - 1) <= 0.10, right_direction=(got - base) * (target - base) > 0)
+            rows.append(r)
+            print(f"deff:{p}@x ×{factor} seed {s}: unguided {base:.4f} target {target:.4f} -> {got:.4f} (TauFactor) "
+                  f"({wall:.0f} s, realism {r['realism']:.4f} vs {r['realism_unguided']:.4f})", flush=True)
+        key = f"deff:{p}@x" + (f" x{factor}" if factor is not None else f"={value}")
+        out[key] = {"rows": rows, "within_10pct": sum(r["within_10pct"] for r in rows),
+                    "right_direction": sum(r["right_direction"] for r in rows), "n": len(rows)}
+    return out
+
+
+def set_tau(b: Bench) -> dict:
+    from microlad import descriptors as nd
+    from microlad.physics import solve_transport
+
+    a = b.args
+    p, ax = a.tau.split("@")
+    p, axis = int(p), AX.index(ax)
+    if a.tau_rock.endswith(".npz"):
+        with np.load(a.tau_rock) as z:
+            rock = z[z.files[0]]
+    else:
+        rock = np.load(a.tau_rock)
+    target = float(solve_transport(rock.astype(np.uint8), phase=p, axis=axis, rtol=1e-4, flux_rtol=1e-2).tortuosity)
+    rows = []
+    for s in b.seeds:
+        res, wall = b.run({f"tau:{p}@{ax}": round(target, 4)}, s, property_every=a.property_every)
+        r = b.row(res, wall, s)
+        before, after = b.unguided(s), res.labels
+        r["tau_all_axes"] = {k: {AX[i]: float(solve_transport(v, phase=p, axis=i, rtol=1e-4, flux_rtol=1e-2).tortuosity) for i in range(3)}
+                             for k, v in (("unguided", before), ("guided", after))}
+        r["sa"] = {k: float(nd.specific_surface_area(v, phase=p)) for k, v in (("unguided", before), ("guided", after))}
+        r["pass"] = abs(r["tau_all_axes"]["guided"][ax] / target - 1) <= 0.10
+        rows.append(r)
+        print(f"tau:{p}@{ax} seed {s}: target {target:.3f}: {r['tau_all_axes']} sa {r['sa']} ({wall:.0f} s)", flush=True)
+    return {"target": target, "rows": rows, "passed": sum(r["pass"] for r in rows), "n": len(rows)}
+
+
+def markdown(name: str, args, res: dict, info: dict) -> str:
+    L = [f"### Guidance acceptance: {name} ({args.size}³, {args.steps} steps, seeds {args.seed}..{args.seed + args.seeds - 1})", "",
+         f"Machine: {info['cpu_count']} CPUs, torch threads {info['torch_threads']}, load (1 min) at the end {info['load_average_1min']}; "
+         f"date {info['date']}.", ""]
+
+    def real(rows):
+        return f"{np.mean([r['realism'] for r in rows]):.4f} / {np.mean([r['realism_unguided'] for r in rows]):.4f}"
+
+    def timing(rows):
+        return f"{np.mean([r['wall_s'] for r in rows]):.0f} s ({np.mean([r['per_step_s'] for r in rows]):.2f} s/step)"
+
+    if "vf" in res or "sa" in res:
+        L += ["| target | n | start (mean) | achieved (mean ± sd) | pass | realism guided / unguided | time per volume |", "|---|---|---|---|---|---|---|"]
+        for key in ("vf", "sa"):
+            for k, v in res.get(key, {}).items():
+                ach = [r["terms"][0]["achieved"] for r in v["rows"]]
+                st = [r["terms"][0]["start"] for r in v["rows"]]
+                L.append(f"| {k}={v['target']:g} | {v['n']} | {np.mean(st):.4f} | {np.mean(ach):.4f} ± {np.std(ach):.4f} | "
+                         f"{v['passed']}/{v['n']} | {real(v['rows'])} | {timing(v['rows'])} |")
+        L.append("")
+    if "s2" in res:
+        s = res["s2"]
+        L += [f"S2 guided (s2=train), n = {s['n']}: paper max error {100 * s['guided_max_error']:.2f} % "
+              f"(unguided same seeds {100 * s['unguided_max_error']:.2f} %); largest pointwise |ΔS2(r)|/S2(0), r ≤ 8: "
+              f"{100 * s['guided_pointwise_r8']:.2f} % (unguided {100 * s['unguided_pointwise_r8']:.2f} %); "
+              f"realism guided / unguided {real(s['rows'])}; time {timing(s['rows'])}.", ""]
+    if "deff" in res:
+        L += ["| target (x) | n | unguided D_eff | target | achieved (TauFactor) | within 10 % | right direction | realism g / u | time |",
+              "|---|---|---|---|---|---|---|---|---|"]
+        for k, v in res["deff"].items():
+            rows = v["rows"]
+            if not rows:
+                continue
+            f = lambda key: ", ".join(f"{r[key]:.4f}" for r in rows)  # noqa: E731
+            L.append(f"| {k} | {v['n']} | {f('unguided_taufactor')} | {f('target')} | {f('achieved_taufactor')} | "
+                     f"{v['within_10pct']}/{v['n']} | {v['right_direction']}/{v['n']} | {real(rows)} | {timing(rows)} |")
+        L.append("")
+    if "tau" in res:
+        t = res["tau"]
+        L += [f"τ target {t['target']:.3f}: {t['passed']}/{t['n']} within 10 %; " + "; ".join(
+            f"seed {r['seed']}: τ {r['tau_all_axes']}, SA {r['sa']}" for r in t["rows"]), ""]
+    return "\n".join(L)
+
+
+def main() -> None:
+    ap = model_image_parser(__doc__)
+    ap.add_argument("--sets", default="vf,s2,sa,deff")
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--phases", type=int, nargs="+", default=None)
+    ap.add_argument("--deff-factors", type=float, nargs="+", default=[1.5, 0.5])
+    ap.add_argument("--deff-target", action="append", default=None, help="PHASE=VALUE (instead of factors)")
+    ap.add_argument("--deff-seeds", type=int, default=0, help="volumes per D_eff case (default: --seeds)")
+    ap.add_argument("--property-every", type=int, default=5)
+    ap.add_argument("--tau", default="0@z")
+    ap.add_argument("--tau-rock", default=None)
+    ap.add_argument("--weight", action="append", default=None, help="NAME=W passed to generate")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from microlad.bundled import resolve_model
+    from microlad.io import read_image
+    from microlad.model import load_model
+
+    model = load_model(resolve_model(args.model_dir))
+    if args.phases is None:
+        args.phases = list(range(model.n_phases))
+    ref = read_image(args.image).labels
+    b = Bench(model, ref, args)
+    stats = crop_stats(ref, model.n_phases)
+    res: dict = {"crop_stats": stats}
+    t0 = time.perf_counter()
+    for name in args.sets.split(","):
+        if name == "vf":
+            res["vf"] = set_vf(b, stats)
+        elif name == "sa":
+            res["sa"] = set_sa(b, stats)
+        elif name == "s2":
+            res["s2"] = set_s2(b)
+        elif name == "deff":
+            res["deff"] = set_deff(b)
+        elif name == "tau":
+            res["tau"] = set_tau(b)
+        else:
+            raise SystemExit(f"unknown set {name!r}")
+    info = machine() | {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "total_s": round(time.perf_counter() - t0, 1),
+                        "command": " ".join(sys.argv)}
+    save(f"guidance_{args.name}", {"machine": info, "args": vars(args), "results": res}, markdown(args.name, args, res, info))
+
+
+if __name__ == "__main__":
+    main()

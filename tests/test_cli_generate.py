@@ -1,0 +1,97 @@
+"""`microlad generate` end to end with a tiny saved model: files written, invalid targets."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from cli_helpers import assert_one_line_error, run_cli
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from microlad.diffusion import DDPMSchedule
+    from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
+    from microlad.model import MicroladModel
+
+    torch.manual_seed(0)
+    vae = CategoricalVAE(VAEConfig(n_phases=3, base_channels=8, norm_groups=4))
+    unet = UNet2D(UNetConfig(in_channels=4, base_channels=16, channel_multipliers=(1, 2), norm_groups=4, attention_heads=2))
+    c = 8
+    stats = {"volume_fraction": [0.4, 0.3, 0.3],
+             "s2_radial_mean": [[v - 0.1 * r / c for r in range(c + 1)] for v in (0.4, 0.3, 0.3)]}
+    m = MicroladModel(vae, unet, DDPMSchedule(), grey_values=[0.0, 128.0, 255.0], patch_size=16, training_stats=stats)
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    m.save(path)
+    return path
+
+
+BASE = ["--shape", "8", "8", "8", "--steps", "4", "--lmpdd-steps", "2", "--no-progress"]
+
+
+def test_generate_writes_volumes_sidecars_and_step_csvs(model_dir, tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "gen"
+    args = ["generate", model_dir, *BASE, "--target", "vf:1=0.30", "--target", "s2=train", "--target", "deff:0@x=0.2",
+            "--weight", "s2=2", "-n", "2", "--seed", "7", "--property-every", "2", "--out", out]
+    res = run_cli(capsys, *args)
+    assert res.exit_code == 0, res.stderr
+    assert "wrote 2 volume(s)" in res.stdout and str(out) in res.stdout
+    for i in range(2):
+        vol = tifffile.imread(out / f"volume_{i:03d}.tif")
+        assert vol.shape == (8, 8, 8) and vol.dtype == np.uint8 and vol.max() <= 2
+        side = json.loads((out / f"volume_{i:03d}.json").read_text())
+        assert side["seed"] == 7 + i and side["command"] == "microlad generate"
+        names = [t["name"] for t in side["targets"]]
+        assert names == ["vf:1", "s2", "deff:0@x"]
+        vf = side["targets"][0]
+        assert vf["target"] == pytest.approx(0.30) and vf["achieved"] == pytest.approx(float((vol == 1).mean()))
+        assert side["config"]["weights"]["s2"] == 2.0 and side["config"]["steps"] == 4
+        assert side["timings_s"]["total"] > 0 and "per_step" in side["timings_s"]
+        rows = list(csv.DictReader((out / f"volume_{i:03d}.steps.csv").open()))
+        assert len(rows) == 4
+        for col in ("step", "axis", "t", "prior_grad_norm", "vf:1:value", "vf:1:grad_norm", "s2:value", "deff:0@x:value", "deff:0@x:grad_norm"):
+            assert col in rows[0] and rows[0][col] != "", col
+    again = run_cli(capsys, *args)
+    assert_one_line_error(again, "already exists")
+    assert run_cli(capsys, *args, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--target", "vf:3=0.3"], "unknown phase"),
+        (["--target", "tau:0@q=2"], "unknown axis"),
+        (["--target", "vf:0=1.0"], "(0, 1)"),
+        (["--target", "vf:0=0.6", "--target", "vf:1=0.5"], "sum"),
+        (["--target", "sa:1=-0.2"], "negative"),
+        (["--target", "deff:0@x=0"], "(0, 1]"),
+        (["--target", "deff:0@x=1.01"], "(0, 1]"),
+        (["--target", "tau:0@z=0.9"], ">= 1"),
+        (["--target", "vf:1:0.3"], "malformed"),
+        (["--target", "volume=0.3"], "unknown kind"),
+        (["--target", "vf:1=abc"], "number"),
+        (["--target", "vf:1=0.3", "--weight", "sa=2"], "matches no target"),
+        (["--target", "vf:1=0.3", "--weight", "vf:1=-1"], ">= 0"),
+        (["--target", "vf:1=0.3", "--shape", "8", "8", "9"], "multiple"),
+    ],
+)
+def test_invalid_input_is_one_line_error_exit_2_and_nothing_written(model_dir, tmp_path, capsys, extra, fragment):
+    out = tmp_path / "bad"
+    res = run_cli(capsys, "generate", model_dir, *BASE, *extra, "--out", out)
+    assert res.exit_code == 2
+    assert_one_line_error(res, fragment)
+    assert not out.exists()
+
+
+def test_sharding_under_torchrun_env(model_dir, tmp_path, capsys, monkeypatch, one_torch_thread):
+    out = tmp_path / "shard"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = run_cli(capsys, "generate", model_dir, *BASE, "--target", "vf:2=0.3", "-n", "3", "--out", out)
+    assert res.exit_code == 0, res.stderr
+    assert sorted(p.name for p in out.glob("*.tif")) == ["volume_001.tif"]
+    assert json.loads((out / "volume_001.json").read_text())["seed"] == 1
