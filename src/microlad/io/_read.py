@@ -104,7 +104,8 @@ def map_phases(arr: np.ndarray, *, thresholds: Sequence[float] | None = None, so
     values, inverse = np.unique(arr, return_inverse=True)
     if len(values) > MAX_PHASES:
         raise InputError(
-            f"{name}: {len(values)} distinct grey values (more than {MAX_PHASES}); segment the image first or pass thresholds"
+            f"{name}: {len(values)} distinct grey values (more than {MAX_PHASES}); segment it into phases first "
+            "(`microlad properties` also takes grey thresholds: --threshold T, repeated)"
         )
     if len(values) < 2:
         raise InputError(f"{name}: only one phase (grey value {values[0]:g}); need at least two phases")
