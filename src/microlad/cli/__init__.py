@@ -126,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     _configure_logging(debug=_state["debug"], verbose=_state["verbose"])
     try:
         code = app(args=args, standalone_mode=False, prog_name="microlad")
+        if code == 130:  # typer turns Ctrl-C inside a command into a silent exit code 130
+            _fail("interrupted", 130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:  # Ctrl-C at a prompt
