@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 from cli_helpers import run_cli
 from microlad.errors import MicroladError
 
-DTYPES = st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float32, np.float64, np.bool_])
+DTYPES = st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.int64, np.uint64, np.float32, np.float64, np.bool_])
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=9)
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 

@@ -55,7 +55,7 @@ def properties(
     from microlad.cli._threads import check_threads
     from microlad.evaluate import format_properties
     from microlad.evaluate import properties as compute
-    from microlad.evaluate.properties import check_transport_memory
+    from microlad.evaluate.properties import check_transport_memory, phase_counts
     from microlad.io import check_output_file, read_image
 
     if not np.isfinite(voxel_size) or voxel_size <= 0:
@@ -76,7 +76,7 @@ def properties(
         raise InputError(f"--cutoff must be in 1..{half} for shape {labels.shape}, got {cutoff}")
     limit = int(memory_gb * 2**30) if memory_gb is not None else None
     if not no_transport:  # before any descriptor work
-        check_transport_memory(np.bincount(labels.ravel()), limit)
+        check_transport_memory(phase_counts(labels), limit, shape=labels.shape)
     workers = None
     if threads is not None or _omp_threads() is not None:
         from microlad.cli._threads import resolve_threads

@@ -135,10 +135,26 @@ def solve_tasks(
     *,
     workers: int,
     on_done: Callable[[Task], None] | None = None,
+    threads: bool = False,
 ) -> list[tuple[float, float]]:
     """``solve(labels, phase, axis, cache)`` for every task, in ``workers`` forked
-    processes when worthwhile (``solve`` must be a module-level function), else here."""
+    processes when worthwhile (``solve`` must be a module-level function), else here.
+
+    ``threads``: ``workers`` threads of this process instead (for solvers that release
+    the GIL, e.g. the grid solver's compiled kernels; they share ``labels``).
+    """
     workers = min(workers, len(tasks))
+    if threads and workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(solve, labels, p, i, None) for p, i in tasks]
+            results = []
+            for t, f in zip(tasks, futures):
+                results.append(f.result())
+                if on_done is not None:
+                    on_done(t)
+            return results
     if workers > 1 and labels.size >= PARALLEL_MIN_VOXELS and "fork" in multiprocessing.get_all_start_methods():
         try:
             from microlad.physics import preload

@@ -54,9 +54,15 @@ AXES_2D = ("y", "x")
 # transport solves in the report: TauFactor's convergence criterion (see the docstring)
 TRANSPORT_RTOL = 1e-4
 TRANSPORT_FLUX_RTOL = 1e-2
-# peak memory of one transport solve per conducting cell (operator, multigrid hierarchy,
-# Krylov vectors, assembly temporaries), bytes; measured on Berea crops (BENCHMARKS.md)
+# 3D volumes from this many voxels are solved with the matrix-free grid solver
+# (microlad.physics method "grid"), smaller ones with the assembled AMG solver
+GRID_MIN_VOXELS = 64**3
+# peak memory of one transport solve, bytes: the AMG path per conducting cell (operator,
+# hierarchy, Krylov vectors, assembly temporaries), the grid path per voxel (stencil
+# levels, float32 Krylov vectors, percolation labels); measured on Berea crops
+# (BENCHMARKS.md, "properties on large volumes")
 TRANSPORT_BYTES_PER_CELL = 500
+GRID_BYTES_PER_VOXEL = 32
 
 _log = logging.getLogger(__name__)
 
@@ -84,11 +90,13 @@ def properties(
         ``floor(min(shape) / 2)``.
     periodic : periodic S2 (FFT wrap-around) or non-periodic (overlap-normalised).
     transport : solve steady diffusion per phase and axis (tortuosity, D_eff).
-    workers : most processes for the transport solves; 1 solves in this process.
-        Default ``min(2, os.cpu_count())``, lowered to 1 when the CPUs other than this
-        process's were mostly idle while the descriptors were computed (Linux
-        ``/proc/stat``), and always to what ``memory_limit`` holds. The results do not
-        depend on it.
+    workers : most parallel transport solves (processes for the assembled solver,
+        threads for the grid solver of 3D volumes from ``GRID_MIN_VOXELS``); 1 solves
+        one problem at a time in this process. Default ``min(2, os.cpu_count())``
+        processes or ``os.cpu_count() - 1`` threads, lowered to 1 when the CPUs other
+        than this process's were busy while the descriptors were computed (Linux
+        ``/proc/stat``; the other CPUs mostly busy), and always to as many problems as
+        ``memory_limit`` holds. The results do not depend on it.
     memory_limit : bytes the transport solves may use (default: the memory available,
         :func:`microlad.evaluate._parallel.memory_available`).
     progress : a progress bar (stderr) over the transport solves.
@@ -109,10 +117,10 @@ def properties(
         grey_values = [float(i) for i in range(n_phases)]
     if len(grey_values) < n_phases:
         raise InputError(f"grey_values has {len(grey_values)} entries for {n_phases} phases")
-    counts = np.bincount(labels.ravel(), minlength=n_phases)
+    counts = phase_counts(labels, n_phases)
     budget = None
     if transport:
-        budget = check_transport_memory(counts, memory_limit)
+        budget = check_transport_memory(counts, memory_limit, shape=labels.shape)
     cpu_before = _parallel.cpu_sample() if transport and workers is None else None
     axes = AXES_3D if labels.ndim == 3 else AXES_2D
     vf = counts / labels.size
@@ -136,7 +144,7 @@ def properties(
         phases[str(p)] = entry
     if transport:
         if workers is None:
-            workers = 1 if _parallel.others_busy(cpu_before) else _default_workers()
+            workers = 1 if _parallel.others_busy(cpu_before) else _default_workers(uses_grid_solver(labels.shape))
         _transport(labels, phases, axes, int(workers), budget=budget, progress=progress)
     tpb = None
     if labels.ndim == 3 and n_phases == 3:
@@ -156,12 +164,36 @@ def properties(
     return report
 
 
-def transport_memory(cells: int) -> int:
-    """Estimated peak bytes of one transport solve on ``cells`` conducting cells."""
+_COUNT_CHUNK = 1 << 24
+
+
+def phase_counts(labels: np.ndarray, n_phases: int | None = None) -> np.ndarray:
+    """Voxels per label 0..P-1 (int64), in chunks: ``np.bincount`` alone makes an
+    8-byte copy of the whole array."""
+    flat = labels.reshape(-1)
+    n = int(labels.max()) + 1 if n_phases is None else int(n_phases)
+    counts = np.zeros(n, dtype=np.int64)
+    for start in range(0, flat.size, _COUNT_CHUNK):
+        counts += np.bincount(flat[start : start + _COUNT_CHUNK], minlength=n)[:n]
+    return counts
+
+
+def uses_grid_solver(shape: Sequence[int]) -> bool:
+    """Whether the report solves a volume of ``shape`` with the matrix-free grid solver."""
+    return len(shape) == 3 and int(np.prod(shape)) >= GRID_MIN_VOXELS
+
+
+def transport_memory(cells: int, shape: Sequence[int] | None = None) -> int:
+    """Estimated peak bytes of one transport solve of ``cells`` conducting cells in a
+    grid of ``shape`` (the grid solver's memory depends on the voxels, not the cells)."""
+    if shape is not None and uses_grid_solver(shape):
+        return int(np.prod(shape)) * GRID_BYTES_PER_VOXEL
     return int(cells) * TRANSPORT_BYTES_PER_CELL
 
 
-def check_transport_memory(phase_counts: Sequence[int], memory_limit: int | None = None) -> int | None:
+def check_transport_memory(
+    phase_counts: Sequence[int], memory_limit: int | None = None, *, shape: Sequence[int] | None = None
+) -> int | None:
     """Raise :class:`InputError` if the largest phase's solve cannot fit in
     ``memory_limit`` (default: the memory available); returns the budget used (None:
     unknown, no limit)."""
@@ -169,7 +201,7 @@ def check_transport_memory(phase_counts: Sequence[int], memory_limit: int | None
     if budget is None:
         return None
     p = int(np.argmax(phase_counts))
-    need = transport_memory(int(phase_counts[p]))
+    need = transport_memory(int(phase_counts[p]), shape)
     if need > budget:
         raise InputError(
             f"the transport solve of phase {p} ({int(phase_counts[p]):,} voxels) needs about {need / 2**30:.1f} GiB, "
@@ -182,18 +214,30 @@ def _solve_one(labels: np.ndarray, phase: int, axis: int, cache=None) -> tuple[f
     """``(D_eff, tau)`` of one (phase, axis) problem; module level, so workers can run it.
 
     ``cache`` carries the axis-independent setup from one axis of a phase to the next;
-    the results do not depend on it.
+    the results do not depend on it. Large 3D volumes use the grid solver (no cache).
     """
+    import time
+
     from microlad.physics import solve_transport
 
+    t0 = time.perf_counter()
+    method = "grid" if uses_grid_solver(labels.shape) else "auto"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = solve_transport(labels, phase=phase, axis=axis, rtol=TRANSPORT_RTOL, flux_rtol=TRANSPORT_FLUX_RTOL, cache=cache)
+        res = solve_transport(
+            labels, phase=phase, axis=axis, rtol=TRANSPORT_RTOL, flux_rtol=TRANSPORT_FLUX_RTOL, method=method,
+            cache=cache if method == "auto" else None,
+        )
+    _log.info("transport phase %d axis %d: tau %.4f, %d iterations (%s), %.1f s",
+              phase, axis, res.tortuosity, res.iterations, method, time.perf_counter() - t0)
     return float(res.effective_diffusivity), float(res.tortuosity)
 
 
-def _default_workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
+def _default_workers(grid: bool = False) -> int:
+    """Processes for the assembled solves: up to 2. Threads for the grid solves (large
+    volumes, one problem each in this process's memory): the CPUs less one."""
+    cpus = os.cpu_count() or 1
+    return max(1, cpus - 1) if grid else max(1, min(2, cpus))
 
 
 def _transport(
@@ -207,7 +251,7 @@ def _transport(
     tasks.sort(key=lambda t: -phases[str(t[0])]["volume_fraction"])
     if budget is not None and tasks:  # every worker holds its own problem: as many as fit
         largest = max(phases[str(p)]["volume_fraction"] for p, _ in tasks) * labels.size
-        workers = max(1, min(workers, budget // max(1, transport_memory(int(largest)))))
+        workers = max(1, min(workers, budget // max(1, transport_memory(int(largest), labels.shape))))
     bar = None
     if progress and tasks:
         from tqdm.auto import tqdm
@@ -220,7 +264,9 @@ def _transport(
             bar.update(1)
 
     try:
-        solved = dict(zip(tasks, _parallel.solve_tasks(labels, tasks, _solve_one, workers=int(workers), on_done=done)))
+        solved = dict(zip(tasks, _parallel.solve_tasks(
+            labels, tasks, _solve_one, workers=int(workers), on_done=done, threads=uses_grid_solver(labels.shape),
+        )))
     finally:
         if bar is not None:
             bar.close()
