@@ -12,9 +12,9 @@ Layout: the transport axis is moved to axis 0; every level stores the face
 conductances to the ``+1`` neighbour along each axis (``gz, gy, gx``, the last layer
 0) and the Dirichlet conductance of each cell (``dt``); the diagonal is their sum,
 computed on the fly. Level 0 holds them as uint8 (the conductances are 0/1/2), so a
-level costs 4 bytes per voxel; the Krylov vectors ``x, r, p, z`` are float32 (sums and
-norms accumulate in float64 and the residual criterion is confirmed on the true
-residual), 16 bytes per voxel. Total about 30 bytes per voxel with the coarse levels
+level costs 5 bytes per voxel; the Krylov vectors ``x, r, p, z`` are float32 for
+``rtol >= FLOAT32_MIN_RTOL`` (sums and norms accumulate in float64 and the residual
+criterion is confirmed on the true residual), 16 bytes per voxel, else float64. Total about 30 bytes per voxel with the coarse levels
 and the percolation labelling; no per-cell index arrays.
 
 Multigrid: plain (piecewise-constant) aggregation of 2x2x2 blocks with Galerkin coarse
@@ -37,6 +37,8 @@ from numba import njit
 __all__ = ["GridSolve", "solve_grid"]
 
 _OVERCORRECTION = 1.8
+# float32 Krylov vectors from this rtol (their rounding floor is near 1e-7 relative), float64 below
+FLOAT32_MIN_RTOL = 1e-5
 _COARSEST = 4096  # voxels of the coarsest (factorised) level
 _RTOL_FLOOR = 1e-14
 
@@ -412,8 +414,9 @@ def solve_grid(mask: np.ndarray, axis: int, *, rtol: float, flux_rtol: float, ma
     face-connected to both faces normal to ``axis``; see ``percolating_mask``), ``c = 1``
     on the inlet face (index 0 along ``axis``) and 0 on the outlet, no-flux elsewhere.
 
-    Returns the concentration (float32, on the grid with ``axis`` moved to 0; 0 on
-    inactive cells) and the layer fluxes; see :class:`GridSolve`.
+    Returns the concentration (float32 for ``rtol >= FLOAT32_MIN_RTOL``, else float64;
+    on the grid with ``axis`` moved to 0; 0 on inactive cells) and the layer fluxes;
+    see :class:`GridSolve`.
     """
     m = np.ascontiguousarray(np.moveaxis(mask, axis, 0), dtype=np.uint8)
     nz, ny, nx = m.shape
@@ -432,8 +435,9 @@ def solve_grid(mask: np.ndarray, axis: int, *, rtol: float, flux_rtol: float, ma
     n_in = int(m[0].sum())
     bnorm = 2.0 * math.sqrt(n_in)
     tol, floor = rtol * bnorm, _RTOL_FLOOR * bnorm
-    prof = (1.0 - (np.arange(nz, dtype=np.float32) + 0.5) / nz)[:, None, None]
-    x = m * prof  # linear profile on the conducting cells, float32
+    vec = np.float32 if rtol >= FLOAT32_MIN_RTOL else np.float64
+    prof = (1.0 - (np.arange(nz, dtype=vec) + 0.5) / nz)[:, None, None]
+    x = m * prof  # linear profile on the conducting cells
     del prof
     r = np.empty_like(x)
     _apply(*lv.k(), x, r, True)
