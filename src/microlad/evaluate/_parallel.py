@@ -128,6 +128,16 @@ def _run_in_worker(solve: Solver, labels: np.ndarray, phase: int, axis: int) -> 
     return solve(labels, phase, axis, _worker_cache)
 
 
+def _collect(tasks, futures, on_done) -> list[tuple[float, float]]:
+    """The futures' results in task order, calling ``on_done(task)`` as each arrives."""
+    results = []
+    for t, f in zip(tasks, futures):
+        results.append(f.result())
+        if on_done is not None:
+            on_done(t)
+    return results
+
+
 def solve_tasks(
     labels: np.ndarray,
     tasks: Sequence[Task],
@@ -148,13 +158,7 @@ def solve_tasks(
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(solve, labels, p, i, None) for p, i in tasks]
-            results = []
-            for t, f in zip(tasks, futures):
-                results.append(f.result())
-                if on_done is not None:
-                    on_done(t)
-            return results
+            return _collect(tasks, [pool.submit(solve, labels, p, i, None) for p, i in tasks], on_done)
     if workers > 1 and labels.size >= PARALLEL_MIN_VOXELS and "fork" in multiprocessing.get_all_start_methods():
         try:
             from microlad.physics import preload
@@ -164,13 +168,7 @@ def solve_tasks(
             cpus = _allowed_cpus()
             init = (cpus if len(cpus) == workers else None, ctx.Value("i", 0))
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
-                futures = [pool.submit(_run_in_worker, solve, labels, p, i) for p, i in tasks]
-                results = []
-                for t, f in zip(tasks, futures):
-                    results.append(f.result())
-                    if on_done is not None:
-                        on_done(t)
-                return results
+                return _collect(tasks, [pool.submit(_run_in_worker, solve, labels, p, i) for p, i in tasks], on_done)
         except Exception as exc:  # noqa: BLE001 - any pool failure: solve here instead
             _log.info("transport workers failed (%s: %s); solving in this process", type(exc).__name__, exc)
     from microlad.physics import SetupCache
