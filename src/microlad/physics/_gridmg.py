@@ -11,11 +11,12 @@ solver tolerance.
 Layout: the transport axis is moved to axis 0; every level stores the face
 conductances to the ``+1`` neighbour along each axis (``gz, gy, gx``, the last layer
 0) and the Dirichlet conductance of each cell (``dt``); the diagonal is their sum,
-computed on the fly. Level 0 holds them as uint8 (the conductances are 0/1/2), so a
+computed on the fly. Levels 0-2 hold them as uint8 (sums of at most 4^l unit faces), so a
 level costs 5 bytes per voxel; the Krylov vectors ``x, r, p, z`` are float32 for
 ``rtol >= FLOAT32_MIN_RTOL`` (sums and norms accumulate in float64 and the residual
-criterion is confirmed on the true residual), 16 bytes per voxel, else float64. Total about 30 bytes per voxel with the coarse levels
-and the percolation labelling; no per-cell index arrays.
+criterion is confirmed on the true residual), 16 bytes per voxel, else float64. About
+30 bytes per voxel in all with the coarse levels and the percolation labelling; no
+per-cell index arrays.
 
 Multigrid: plain (piecewise-constant) aggregation of 2x2x2 blocks with Galerkin coarse
 operators (a coarse face conductance is the sum of the fine ones between two blocks, so
@@ -332,9 +333,16 @@ class _Level:
         return self.act, self.use_act, self.gz, self.gy, self.gx, self.dt
 
 
-def _coarse_level(lv: _Level) -> _Level:
+# levels 1 and 2 hold their conductances as uint8: a level-l face sums at most 4^l unit
+# faces and a Dirichlet entry at most 4 * 4^l, so they fit below 256 up to l = 2
+_UINT8_LEVELS = 2
+
+
+def _coarse_level(lv: _Level, index: int) -> _Level:
+    """Level ``index`` (1, 2, ...) from the level above it."""
     shape = tuple((s + 1) // 2 for s in lv.shape)
-    arrs = [np.zeros(shape, np.float32) for _ in range(4)]
+    dtype = np.uint8 if index <= _UINT8_LEVELS else np.float32
+    arrs = [np.zeros(shape, dtype) for _ in range(4)]
     _coarsen(lv.gz, lv.gy, lv.gx, lv.dt, *arrs)
     return _Level(*arrs)
 
@@ -373,7 +381,7 @@ class _Multigrid:
     def __init__(self, level0: _Level):
         self.levels = [level0]
         while int(np.prod(self.levels[-1].shape)) > _COARSEST and max(self.levels[-1].shape) > 1:
-            self.levels.append(_coarse_level(self.levels[-1]))
+            self.levels.append(_coarse_level(self.levels[-1], len(self.levels)))
         self.active, self.lu = _factorise(self.levels[-1])
 
     def _solve_coarsest(self, b: np.ndarray, x: np.ndarray) -> None:
