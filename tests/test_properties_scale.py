@@ -193,3 +193,15 @@ def test_lookup_table_mapping_equals_np_unique(dtype, lo, hi, monkeypatch):
     uniq, inv = np.unique(arr, return_inverse=True)
     assert seg.grey_values == tuple(float(v) for v in uniq)
     assert np.array_equal(seg.labels, inv.reshape(arr.shape)) and seg.labels.dtype == np.uint8
+
+
+def test_the_numpy_report_does_not_load_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = ("import sys, numpy as np; import microlad.cli.properties, microlad.io; from microlad.evaluate import properties; "
+            "properties(np.eye(8, dtype=np.uint8)[None].repeat(4, 0)); assert 'torch' not in sys.modules; "
+            "from microlad.physics import effective_diffusivity; assert 'torch' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}, timeout=120)

@@ -11,8 +11,8 @@ solver tolerance.
 Layout: the transport axis is moved to axis 0; every level stores the face
 conductances to the ``+1`` neighbour along each axis (``gz, gy, gx``, the last layer
 0) and the Dirichlet conductance of each cell (``dt``); the diagonal is their sum,
-computed on the fly. Levels 0-2 hold them as uint8 (sums of at most 4^l unit faces), so a
-level costs 5 bytes per voxel; the Krylov vectors ``x, r, p, z`` are float32 for
+computed on the fly. Levels 0-2 hold them as uint8 (sums of at most 4^l unit faces), so
+level 0 costs 5 bytes per voxel; the Krylov vectors ``x, r, p, z`` are float32 for
 ``rtol >= FLOAT32_MIN_RTOL`` (sums and norms accumulate in float64 and the residual
 criterion is confirmed on the true residual), 16 bytes per voxel, else float64. About
 30 bytes per voxel in all with the coarse levels and the percolation labelling; no
