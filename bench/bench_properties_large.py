@@ -9,7 +9,8 @@ Each size runs the real CLI in a fresh process (`microlad properties FILE --json
 (``np.pad(..., mode="symmetric")``) to 512³. ``--reference`` also solves the pore phase
 (label 0) of Berea 400³ with the assembled AMG solver that `properties` used before the
 grid solver (``method="auto"``, same tolerances; the solid phase needs ~20 GB there and
-is not run), in its own process, and compares the tortuosities.
+is not run), in its own process, and compares the tortuosities; without it, the reference
+of the previous run (results/properties_large.json) is compared, if there is one.
 Goal (issue #15): 400³ in <= 3 min with peak RSS <= 4 GB, tau within 1 % of the old
 values; 512³ within the same memory bound.
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, machine, save  # noqa: E402
+from _common import RESULTS, SHARED_DATA, machine, save  # noqa: E402
 
 REFERENCE = """
 import json, sys, time, resource, warnings
@@ -87,6 +88,9 @@ def main() -> None:
     ap.add_argument("--reference", action="store_true")
     args = ap.parse_args()
     rows, ref = [], None
+    previous = RESULTS / "properties_large.json"
+    if not args.reference and previous.exists():
+        ref = json.loads(previous.read_text()).get("reference_pore_400")
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         for size in sorted(args.sizes):
