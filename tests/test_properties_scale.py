@@ -154,7 +154,8 @@ def test_progress_bar_follows_the_solves(vol, capsys):
 
     capsys.readouterr()
     properties(vol, progress=True, workers=1)
-    assert "transport solves" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "descriptors" in err and "transport solves" in err
 
 
 # ------------------------------------------------------------------ bounded-memory helpers

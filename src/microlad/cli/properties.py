@@ -48,7 +48,7 @@ def properties(
     subvolume: Optional[str] = typer.Option(None, "--subvolume", help="Evaluate only this box, Z0:Z1,Y0:Y1,X0:X1 (Y0:Y1,X0:X1 for 2D; ends exclusive, empty = whole axis)."),
     memory_gb: Optional[float] = typer.Option(None, "--memory-gb", help="Memory the transport solves may use, GiB (default: what the machine has available)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Most transport worker processes (default: $OMP_NUM_THREADS if set, else by free cores and memory)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar over the transport solves (stderr)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars over the descriptors and the transport solves (stderr)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
 ) -> None:
     """Print volume fraction, S2, surface area, percolation, TPB and tortuosity per phase."""

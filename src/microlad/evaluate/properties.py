@@ -99,7 +99,7 @@ def properties(
         ``memory_limit`` holds. The results do not depend on it.
     memory_limit : bytes the transport solves may use (default: the memory available,
         :func:`microlad.evaluate._parallel.memory_available`).
-    progress : a progress bar (stderr) over the transport solves.
+    progress : progress bars (stderr) over the phases' descriptors and the transport solves.
 
     Raises
     ------
@@ -125,7 +125,7 @@ def properties(
     axes = AXES_3D if labels.ndim == 3 else AXES_2D
     vf = counts / labels.size
     phases: dict[str, Any] = {}
-    for p in range(n_phases):
+    for p in _progress(range(n_phases), progress, "descriptors", "phase"):
         entry: dict[str, Any] = {
             "grey_value": float(grey_values[p]),
             "volume_fraction": float(vf[p]),
@@ -279,6 +279,15 @@ def _transport(
             tau[a] = float(t) if math.isfinite(t) else None
         entry["effective_diffusivity"] = deff
         entry["tortuosity"] = tau
+
+
+def _progress(items, show: bool, desc: str, unit: str):
+    """``items``, with a progress bar on stderr when ``show``."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, leave=False)
 
 
 def _floats(a: np.ndarray) -> list[float]:
