@@ -87,10 +87,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[400, 512])
     ap.add_argument("--reference", action="store_true")
     args = ap.parse_args()
-    rows, ref = [], None
+    rows, ref, reused = [], None, False
     previous = RESULTS / "properties_large.json"
     if not args.reference and previous.exists():
         ref = json.loads(previous.read_text()).get("reference_pore_400")
+        reused = ref is not None
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         for size in sorted(args.sizes):
@@ -124,7 +125,8 @@ def main() -> None:
         lines += [
             "",
             "Reference, Berea 400³ pore phase with the assembled AMG solver `properties` used before (same tolerances, "
-            f"own process, peak RSS {ref['peak_rss_mib']:.0f} MiB; the solid phase would need about 20 GB there): "
+            f"own process, peak RSS {ref['peak_rss_mib']:.0f} MiB; the solid phase would need about 20 GB there"
+            + ("; measured by an earlier run of this script with --reference" if reused else "") + "): "
             + ", ".join(f"{a} {ref[a]['tau']:.4f} ({ref[a]['seconds']:.0f} s)" for a in "zyx")
             + "; grid solver minus reference: " + ", ".join(f"{d:+.3f} %" for d in diffs) + ".",
         ]
