@@ -350,10 +350,10 @@ def test_report_transport_is_the_same_with_workers_and_uses_the_taufactor_tolera
     from microlad.synthetic import random_field_labels
 
     mod = _properties_module()
-    monkeypatch.setattr(mod, "_PARALLEL_MIN_VOXELS", 0)  # use the pool even on a small volume
+    monkeypatch.setattr(mod._parallel, "PARALLEL_MIN_VOXELS", 0)  # use the pool even on a small volume
     vol = random_field_labels((24, 26, 28), fractions=(0.6, 0.4), correlation_length=2, seed=3)
     serial = properties(vol, workers=1)
-    with caplog.at_level("INFO", logger=mod.__name__):
+    with caplog.at_level("INFO", logger=mod._parallel.__name__):
         pooled = properties(vol, workers=2)
     if "fork" in multiprocessing.get_all_start_methods():
         assert not [r for r in caplog.records if "workers failed" in r.getMessage()]  # the pool ran
@@ -378,9 +378,9 @@ def test_report_falls_back_to_one_process_when_the_pool_fails(monkeypatch, caplo
         def __init__(self, *args, **kwargs):
             raise OSError("no fork today")
 
-    monkeypatch.setattr(mod, "_PARALLEL_MIN_VOXELS", 0)
-    monkeypatch.setattr(mod, "ProcessPoolExecutor", Broken)
-    with caplog.at_level("INFO", logger=mod.__name__):
+    monkeypatch.setattr(mod._parallel, "PARALLEL_MIN_VOXELS", 0)
+    monkeypatch.setattr(mod._parallel, "ProcessPoolExecutor", Broken)
+    with caplog.at_level("INFO", logger=mod._parallel.__name__):
         assert properties(vol, workers=2) == serial
     if "fork" in multiprocessing.get_all_start_methods():
         assert any("no fork today" in r.getMessage() for r in caplog.records)
@@ -389,19 +389,18 @@ def test_report_falls_back_to_one_process_when_the_pool_fails(monkeypatch, caplo
 
 
 def test_default_workers_drop_to_one_when_the_other_cpus_are_busy(monkeypatch):
-    mod = _properties_module()
-    real_sample = mod._cpu_sample
-    monkeypatch.setattr(mod, "_default_workers", lambda: 2)
+    mod = _properties_module()._parallel
+    real_sample = mod.cpu_sample
     monkeypatch.setattr(mod.os, "cpu_count", lambda: 2)
     samples = iter([(100.0, 1000.0)])
-    monkeypatch.setattr(mod, "_cpu_sample", lambda: next(samples))
-    assert mod._auto_workers((90.0, 800.0)) == 1  # 0.1 CPU idle over the window
+    monkeypatch.setattr(mod, "cpu_sample", lambda: next(samples))
+    assert mod.others_busy((90.0, 800.0))  # 0.1 CPU idle over the window
     samples = iter([(180.0, 1000.0)])
-    assert mod._auto_workers((90.0, 800.0)) == 2  # 0.9 CPU idle
+    assert not mod.others_busy((90.0, 800.0))  # 0.9 CPU idle
     samples = iter([(100.0, 805.0)])
-    assert mod._auto_workers((90.0, 800.0)) == 2  # window too short to tell: the default
+    assert not mod.others_busy((90.0, 800.0))  # window too short to tell
     samples = iter([None])
-    assert mod._auto_workers((90.0, 800.0)) == 2  # no /proc/stat: the default
+    assert not mod.others_busy((90.0, 800.0))  # no /proc/stat
     real = real_sample()
     if real is not None:  # Linux: (idle, total) jiffies, idle <= total
         assert 0 <= real[0] <= real[1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import typer
@@ -19,28 +20,35 @@ def demo(
     size: int = typer.Option(64, "--size", help="Edge of the cubic volume in voxels (multiple of 4)."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files from an earlier demo."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 up to 32^3)."),
 ) -> None:
     """Reconstruct a 3D volume from the bundled 2D-trained model and report its statistics."""
-    from microlad.bundled import DEFAULT_MODEL, bundled_models, resolve_model
+    from microlad.bundled import DEFAULT_MODEL, bundled_models
+    from microlad.cli._common import model_path
+    from microlad.cli._threads import apply_torch_threads, check_threads
     from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
     from microlad.errors import InputError
+    from microlad.io import check_output_dir
 
+    check_threads(threads)
+    check_output_dir(out)
     if model == DEFAULT_MODEL and DEFAULT_MODEL not in bundled_models():
         _synthetic_demo(out, seed, overwrite)
         return
+    if size < 16 or size % 4:
+        raise InputError(f"--size must be a multiple of 4 and at least 16, got {size}")
+    for name in ("volume_000.tif", "volume_000.json", "properties.json", "demo.png"):
+        if (out / name).exists() and not overwrite:
+            raise InputError(f"{out / name}: already exists (pass --overwrite to replace it)")
+    path = model_path(model)
+    apply_torch_threads(threads, small=size <= 32)
     import torch
 
     from microlad.evaluate import format_properties, properties
     from microlad.io import write_json, write_volume
     from microlad.model import load_model
 
-    if size < 16 or size % 4:
-        raise InputError(f"--size must be a multiple of 4 and at least 16, got {size}")
-    for name in ("volume_000.tif", "volume_000.json", "properties.json", "demo.png"):
-        if (out / name).exists() and not overwrite:
-            raise InputError(f"{out / name}: already exists (pass --overwrite to replace it)")
     torch.manual_seed(seed)
-    path = resolve_model(model)
     m = load_model(path)
     src = (path / "SOURCE.md").read_text().splitlines()[0].lstrip("# ") if (path / "SOURCE.md").exists() else str(path)
     typer.echo(f"model: {model} ({m.n_phases} phases, trained on 2D {m.patch_size}x{m.patch_size} patches) — {src}")

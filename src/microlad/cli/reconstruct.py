@@ -30,34 +30,50 @@ def reconstruct(
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
     slice_coupling: bool = typer.Option(True, "--slice-coupling/--no-slice-coupling", help="Couple slices across the slicing axis so correlation is isotropic (--no-slice-coupling: the paper's plain L-MPDD)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
-    match_vf: bool = typer.Option(True, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (--no-match-vf: keep L-MPDD's own, biased against minority phases)."),
-    vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase); implies --match-vf."),
+    match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
+    vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("reconstructions"), "--out", help="Output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing volume files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     report: bool = typer.Option(False, "--report", help="Also evaluate the volumes against the model's training statistics: OUT/metrics.json and OUT/report.html."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 for volumes up to 32^3)."),
 ) -> None:
     """Generate 3D volumes whose slices match the training images' statistics."""
+    from microlad.cli._common import check_fractions, check_positive, model_path
+    from microlad.cli._threads import apply_torch_threads, check_threads
+    from microlad.io import check_output_dir, write_volume
+
+    check_positive("-n", n)
+    check_positive("--memory-mb", memory_mb, 16)
+    check_positive("--steps", steps)
+    check_positive("--refine", refine, 0)
+    check_threads(threads)
+    if sampler not in ("ddim", "ancestral", "ddpm"):
+        raise InputError(f"--sampler must be ddim or ancestral (ddpm), got {sampler!r}")
+    if vf and match_vf is False:
+        raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
+    if min(shape) < 1:
+        raise InputError(f"--shape sides must be positive, got {tuple(shape)}")
+    check_output_dir(out)
+    path = model_path(model_dir)
+    apply_torch_threads(threads, small=int(np.prod(shape)) <= 32**3)
+
     import torch
 
-    from microlad.bundled import resolve_model
     from microlad.device import resolve_device
-    from microlad.io import write_volume
     from microlad.model import load_model
     from microlad.reconstruct import check_shape, training_fractions
     from microlad.reconstruct import reconstruct as run
 
-    if n < 1:
-        raise InputError(f"-n must be >= 1, got {n}")
-    if memory_mb < 16:
-        raise InputError(f"--memory-mb must be at least 16, got {memory_mb}")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     t_load = time.perf_counter()
-    model = load_model(resolve_model(model_dir), device=resolve_device(device))
+    model = load_model(path, device=resolve_device(device))
     t_load = time.perf_counter() - t_load
     dims = check_shape(shape, model.vae.config.downsample_factor)
+    if vf:
+        vf = check_fractions(vf, model.vae.config.n_phases)
     mine = [i for i in range(n) if i % world == rank]
     paths = {i: out / f"volume_{i:03d}.tif" for i in mine}
     if not overwrite:
@@ -70,7 +86,7 @@ def reconstruct(
         check_report_outputs(out, overwrite)
     torch.manual_seed(seed)
     # --match-vf (default) matches when the model stores training fractions (every trained model does)
-    target = list(vf) if vf else (training_fractions(model) if match_vf else None)
+    target = list(vf) if vf else (training_fractions(model) if match_vf is not False else None)
     match = target if target is not None else False  # also False when the model stores no fractions
     written = []
     for i in mine:

@@ -52,11 +52,29 @@ def _read_config(path: Path, n_phases: int) -> dict[str, Any]:
     return out
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def _resume_note(out: Path) -> str:
+    """Where ``--resume`` continues from (the checkpoint's stage and step counters), or
+    that there is nothing to resume yet."""
+    from microlad.training._checkpoint import STATE_JSON, STATE_TENSORS, has_train_state
+
+    if not has_train_state(out):
+        return f"resume: no checkpoint in {out} yet; starting a fresh run"
+    state: dict[str, Any] = {}
+    try:  # the copy in the safetensors header is authoritative; the JSON is a fallback
+        from safetensors import safe_open
+
+        with safe_open(str(out / STATE_TENSORS), framework="pt") as f:
+            state = json.loads((f.metadata() or {}).get("microlad_train_state", "{}"))
+    except Exception:  # noqa: BLE001 - a damaged checkpoint: training reports it properly
+        try:
+            state = json.loads((out / STATE_JSON).read_text())
+        except (OSError, ValueError):
+            state = {}
+    run = state.get("run", {})
+    if not state:
+        return f"resume: checkpoint in {out}"
+    return (f"resume: from {out / STATE_TENSORS} (stage {state.get('stage', '?')}, VAE step {state.get('vae_step', '?')}/"
+            f"{run.get('vae_steps', '?')}, LDM step {state.get('ldm_step', '?')}/{run.get('ldm_steps', '?')})")
 
 
 def _num(value: float | None) -> float:
@@ -85,20 +103,24 @@ def train(
     checkpoint_every: int = typer.Option(DEFAULT_CHECKPOINT_EVERY, "--checkpoint-every", help="Steps between checkpoints."),
     config: Optional[Path] = typer.Option(None, "--config", help="JSON with any of vae_config, unet_config, schedule, options (advanced)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default $OMP_NUM_THREADS if set, else available cores - 1)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1)."),
 ) -> None:
     """Train a MicroLad model (categorical VAE + latent DDPM) on 2D micrographs."""
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1, got {threads}")
-    if threads is None and "OMP_NUM_THREADS" not in os.environ:
-        # One core left free: with every core busy (other jobs, the OS) torch's OpenMP
-        # threads stall each other; on a shared 2-core machine 2 threads ran 3-5x slower
-        # than 1.
-        threads = max(1, _available_cores() - 1)
-    if threads is not None:
-        import torch
+    from microlad.cli._common import check_positive
+    from microlad.cli._threads import apply_torch_threads, check_threads
+    from microlad.io import check_output_dir
 
-        torch.set_num_threads(threads)
+    check_threads(threads)
+    for name, value in (("--patch", patch), ("--vae-steps", vae_steps), ("--ldm-steps", ldm_steps), ("--batch", batch)):
+        if value is not None:
+            check_positive(name, value)
+    check_positive("--checkpoint-every", checkpoint_every)
+    if resume and overwrite:
+        raise InputError("--resume continues the run in --out and --overwrite replaces it; pass one of them")
+    check_output_dir(out)
+    if config is not None and not config.is_file():
+        raise InputError(f"{config}: no such config file")
+    apply_torch_threads(threads)
     from microlad.data import as_label_images
     from microlad.io import read_image
     from microlad.reconstruct import training_fractions
@@ -107,6 +129,8 @@ def train(
     segs = [read_image(p, key=key) for p in images]
     labels = as_label_images(segs)  # phase-count check before anything else
     extra = _read_config(config, labels.n_phases) if config is not None else {}
+    if resume and int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(_resume_note(out))
     model = run(
         segs, out, patch=patch, vae_steps=vae_steps, ldm_steps=ldm_steps, batch=batch, seed=seed,
         device=device, resume=resume, overwrite=overwrite, checkpoint_every=checkpoint_every,

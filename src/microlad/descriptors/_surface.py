@@ -62,15 +62,27 @@ def cell_gradients(u: np.ndarray) -> list[np.ndarray]:
     return grads
 
 
+# 3-D marching cubes runs on slabs of about this many voxels (bounded memory for large
+# volumes); consecutive slabs share one slice, so every dual cube is meshed exactly once
+_MESH_SLAB_VOXELS = 1 << 23
+
+
 def _mesh_area(mask: np.ndarray) -> float:
     from skimage import measure
 
     if mask.all() or not mask.any():
         return 0.0
-    field = mask.astype(np.float32)
     if mask.ndim == 3:
-        verts, faces, _, _ = measure.marching_cubes(field, level=0.5)
-        return float(measure.mesh_surface_area(verts, faces))
+        step = max(1, _MESH_SLAB_VOXELS // (mask.shape[1] * mask.shape[2]))
+        area = 0.0
+        for z0 in range(0, mask.shape[0] - 1, step):
+            slab = mask[z0 : z0 + step + 1]
+            if slab.all() or not slab.any():
+                continue
+            verts, faces, _, _ = measure.marching_cubes(slab.astype(np.float32), level=0.5)
+            area += float(measure.mesh_surface_area(verts, faces))
+        return area
+    field = mask.astype(np.float32)
     contours = measure.find_contours(field, level=0.5)
     return float(sum(np.sqrt((np.diff(c, axis=0) ** 2).sum(axis=1)).sum() for c in contours))
 

@@ -1,4 +1,5 @@
-"""Input checks shared by the numpy descriptors (one place for the input contract)."""
+"""Input checks shared by the numpy descriptors and the transport solver (one place for
+the input contract of label arrays, axes, phases, voxel sizes and cutoffs)."""
 from __future__ import annotations
 
 import numbers
@@ -9,21 +10,38 @@ import numpy as np
 from microlad.errors import InputError, ShapeError
 
 
-def as_labels(labels: object, *, ndims: Sequence[int] = (2, 3), name: str = "labels") -> np.ndarray:
-    """Return ``labels`` as an integer ndarray after checking dtype, rank and values."""
-    arr = np.asarray(labels)
+def to_numpy(a: object) -> np.ndarray:
+    """``a`` as an ndarray (a torch tensor is detached and copied to the CPU)."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # torch tensor, without importing torch
+        a = a.detach().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(a)
+
+
+def check_spatial(shape: Sequence[int], *, ndims: Sequence[int] = (2, 3), name: str = "labels") -> None:
+    """A grid shape of an allowed rank ((Y, X) or (Z, Y, X)) with no empty axis."""
+    shape = tuple(shape)
+    if len(shape) not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        raise ShapeError(f"{name} must be {want}, got shape {shape}; squeeze or slice it first")
+    if min(shape) < 1:
+        raise ShapeError(f"{name} is empty (shape {shape})")
+
+
+def as_labels(labels: object, *, ndims: Sequence[int] = (2, 3), name: str = "labels", hint: str | None = None) -> np.ndarray:
+    """Return ``labels`` as an integer ndarray after checking dtype, rank and values.
+
+    Accepts numpy arrays, array-likes and torch tensors; bool is read as 0/1. ``hint``
+    replaces the advice given for a non-integer dtype.
+    """
+    arr = to_numpy(labels)
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if not np.issubdtype(arr.dtype, np.integer):
         raise InputError(
             f"{name} must be an integer label array (phases 0..P-1), got dtype {arr.dtype}; "
-            "segment the image first or cast with .astype(np.uint8)"
+            + (hint or "segment the image first or cast with .astype(np.uint8)")
         )
-    if arr.ndim not in ndims:
-        want = " or ".join(f"{d}-D" for d in ndims)
-        raise ShapeError(f"{name} must be {want}, got shape {arr.shape}; squeeze or slice it first")
-    if arr.size == 0:
-        raise ShapeError(f"{name} is empty (shape {arr.shape})")
+    check_spatial(arr.shape, ndims=ndims, name=name)
     if np.issubdtype(arr.dtype, np.signedinteger) and arr.min() < 0:
         raise InputError(f"{name} contains negative label {int(arr.min())}; phases must be 0..P-1")
     return arr

@@ -101,15 +101,50 @@ def map_phases(arr: np.ndarray, *, thresholds: Sequence[float] | None = None, so
         raise InputError(f"{name}: image contains NaN or infinite values")
     if thresholds is not None:
         return _threshold(arr, thresholds, name, source)
-    values, inverse = np.unique(arr, return_inverse=True)
+    values, labels = _unique_labels(arr)
     if len(values) > MAX_PHASES:
         raise InputError(
-            f"{name}: {len(values)} distinct grey values (more than {MAX_PHASES}); segment the image first or pass thresholds"
+            f"{name}: {len(values)} distinct grey values (more than {MAX_PHASES}); segment it into phases first "
+            "(`microlad properties` also takes grey thresholds: --threshold T, repeated)"
         )
     if len(values) < 2:
         raise InputError(f"{name}: only one phase (grey value {values[0]:g}); need at least two phases")
-    labels = inverse.reshape(arr.shape).astype(np.uint8)
     return Segmented(labels=labels, grey_values=tuple(float(v) for v in values), source=source)
+
+
+_CHUNK = 1 << 24  # elements per chunk of the label mapping (bounded temporaries)
+_LUT_RANGE = 1 << 16  # integer grey ranges up to this are mapped by a lookup table
+
+
+def _unique_labels(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sorted distinct values of ``arr`` and, when there are at most ``MAX_PHASES``, the
+    uint8 label of every element (its rank among the values); otherwise None.
+
+    Integer arrays with a small value range go through a lookup table in chunks (no
+    8-byte index copy of the whole array, as ``np.unique(return_inverse=True)`` makes).
+    """
+    flat = arr.reshape(-1)
+    if arr.dtype.kind in "ui":
+        lo, hi = int(arr.min()), int(arr.max())
+        if hi - lo < _LUT_RANGE and -(2**62) < lo and hi < 2**62:
+            counts = np.zeros(hi - lo + 1, dtype=np.int64)
+            for start in range(0, flat.size, _CHUNK):
+                chunk = flat[start : start + _CHUNK].astype(np.int64) - lo
+                counts += np.bincount(chunk, minlength=hi - lo + 1)
+            present = np.flatnonzero(counts)
+            values = (present + lo).astype(arr.dtype)
+            if len(values) > MAX_PHASES:
+                return values, None
+            lut = np.zeros(hi - lo + 1, dtype=np.uint8)
+            lut[present] = np.arange(len(present), dtype=np.uint8)
+            labels = np.empty(flat.size, dtype=np.uint8)
+            for start in range(0, flat.size, _CHUNK):
+                labels[start : start + _CHUNK] = lut[flat[start : start + _CHUNK].astype(np.int64) - lo]
+            return values, labels.reshape(arr.shape)
+    values, inverse = np.unique(arr, return_inverse=True)
+    if len(values) > MAX_PHASES:
+        return values, None
+    return values, inverse.reshape(arr.shape).astype(np.uint8)
 
 
 def check_patch_size(labels: np.ndarray, patch: int, *, name: str = "image") -> None:

@@ -30,15 +30,72 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get normal permissions
+    mode = _file_mode()
+    os.chmod(tmp_path, mode)  # mkstemp makes 0600; outputs get normal permissions
     try:
         yield tmp_path
+        # again: writers that replace the file (safetensors' save_file) create it 0600
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask (what ``open(..., 'w')`` would give)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _nearest_existing(path: Path) -> Path:
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _probe_dir(directory: Path, what: str) -> None:
+    """Raise unless a file can be created in the existing ``directory`` (tries one)."""
+    try:
+        probe = tempfile.mkdtemp(prefix=".microlad-probe-", dir=directory)
+    except OSError as exc:
+        raise InputError(f"{what}: cannot create files in {directory} ({exc.strerror or exc})") from None
+    os.rmdir(probe)
+
+
+def check_output_dir(path: str | Path, *, what: str | None = None) -> Path:
+    """Check, before any work, that the folder ``path`` exists or can be created.
+
+    Raises :class:`InputError` when ``path`` is an existing non-folder, when one of its
+    parents is a file, or when its nearest existing parent does not accept new files
+    (read-only, ``/proc``...). Creates nothing (the probe it writes is removed).
+    """
+    path = Path(path)
+    what = what or str(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what}: exists and is not a folder" if what == str(path) else f"{what}: {path} is a file, not a folder")
+    base = _nearest_existing(path)
+    if not base.is_dir():
+        raise InputError(f"{what}: cannot create a folder under {base}, which is a file")
+    _probe_dir(base, what)
+    return path
+
+
+def check_output_file(path: str | Path, *, overwrite: bool = False) -> Path:
+    """Check, before any work, that the file ``path`` can be written (atomically).
+
+    Raises :class:`OutputExistsError` when it exists and ``overwrite`` is False, and
+    :class:`InputError` when it is a folder or its folder cannot be created or written.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a file name")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists (pass --overwrite to replace it)")
+    check_output_dir(path.parent, what=str(path))
+    return path
 
 
 def write_json(path: str | Path, obj: Any, *, overwrite: bool = False) -> Path:

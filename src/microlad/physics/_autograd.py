@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 from microlad.errors import InputError, ShapeError
 from microlad.physics._linsolve import choose_method, factorize, solve_spd
 from microlad.physics._operator import assemble, dissipation, dissipation_gradient
-from microlad.physics._transport import _check_axis
+from microlad.descriptors._validate import check_axis
 
 __all__ = ["effective_diffusivity"]
 
@@ -128,7 +128,7 @@ def effective_diffusivity(
     if spatial not in (2, 3) or min(D.shape, default=0) < 1:
         want = "(B, Y, X) or (B, Z, Y, X)" if batched else "(Y, X) or (Z, Y, X)"
         raise ShapeError(f"D must have shape {want}, got {tuple(D.shape)}")
-    ax = _check_axis(axis, spatial)
+    ax = check_axis(axis, spatial)
     if not (isinstance(rtol, (int, float)) and 0.0 < rtol < 1.0):
         raise InputError(f"rtol must be a float in (0, 1), got {rtol!r}")
     with torch.no_grad():

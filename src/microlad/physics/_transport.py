@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microlad.descriptors._validate import as_labels, check_axis, check_spatial, to_numpy
 from microlad.errors import InputError, ShapeError
 from microlad.physics._linsolve import METHODS, PlainHierarchy, choose_method, solve_spd
 from microlad.physics._operator import Graph, assemble_on, graph, percolating_mask, wrap_flags
@@ -79,47 +80,42 @@ class TransportResult:
 # ---------------------------------------------------------------- input checks
 
 
-def _check_axis(axis: int, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise InputError(f"axis must be an int, got {type(axis).__name__}; use 0..{ndim - 1}")
-    if not -ndim <= int(axis) < ndim:
-        raise InputError(f"axis {axis} is out of range for a {ndim}D array; use 0..{ndim - 1}")
-    return int(axis) % ndim
+@dataclass(frozen=True)
+class SolveOptions:
+    """How to solve one transport problem (validated on construction).
+
+    ``axis``: transport axis, non-negative; ``periodic``: periodic lateral faces;
+    ``rtol``: relative residual target; ``flux_rtol``: layer-flux spread target;
+    ``method``: one of ``METHODS``; ``maxiter``: iterative budget (None: the default);
+    ``return_field``: also return the concentration field.
+    """
+
+    axis: int
+    periodic: bool = False
+    rtol: float = 1e-6
+    flux_rtol: float = 1e-3
+    method: str = "auto"
+    maxiter: int | None = None
+    return_field: bool = False
+
+    def __post_init__(self) -> None:
+        rtol, flux_rtol = self.rtol, self.flux_rtol
+        if isinstance(rtol, bool) or not (isinstance(rtol, (int, float)) and 0.0 < rtol < 1.0):
+            raise InputError(f"rtol must be a float in (0, 1), got {rtol!r}")
+        if isinstance(flux_rtol, bool) or not (isinstance(flux_rtol, (int, float)) and flux_rtol > 0.0):
+            raise InputError(f"flux_rtol must be a positive float, got {flux_rtol!r}")
+        if self.method not in METHODS + ("grid",):
+            raise InputError(f"method must be one of {', '.join(METHODS + ('grid',))}; got {self.method!r}")
+        if not isinstance(self.periodic, (bool, np.bool_)):
+            raise InputError(f"periodic must be True or False, got {self.periodic!r}")
+        if self.maxiter is not None and (isinstance(self.maxiter, bool) or not isinstance(self.maxiter, (int, np.integer)) or self.maxiter < 1):
+            raise InputError(f"maxiter must be a positive int or None, got {self.maxiter!r}")
+        object.__setattr__(self, "rtol", float(rtol))
+        object.__setattr__(self, "flux_rtol", float(flux_rtol))
+        object.__setattr__(self, "periodic", bool(self.periodic))
 
 
-def _check_spatial(shape: tuple[int, ...], what: str) -> None:
-    if len(shape) not in (2, 3):
-        raise ShapeError(f"{what} must be 2D (Y, X) or 3D (Z, Y, X), got shape {tuple(shape)}")
-    if min(shape) < 1:
-        raise ShapeError(f"{what} has an empty axis, got shape {tuple(shape)}")
-
-
-def _check_options(rtol: float, flux_rtol: float, method: str, periodic: bool) -> None:
-    if not (isinstance(rtol, (int, float)) and 0.0 < rtol < 1.0):
-        raise InputError(f"rtol must be a float in (0, 1), got {rtol!r}")
-    if not (isinstance(flux_rtol, (int, float)) and flux_rtol > 0.0):
-        raise InputError(f"flux_rtol must be a positive float, got {flux_rtol!r}")
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    if not isinstance(periodic, (bool, np.bool_)):
-        raise InputError(f"periodic must be True or False, got {periodic!r}")
-
-
-def _as_labels(labels) -> np.ndarray:
-    if hasattr(labels, "detach") and hasattr(labels, "cpu"):  # torch tensor
-        labels = labels.detach().cpu().numpy()
-    arr = np.asarray(labels)
-    _check_spatial(arr.shape, "labels")
-    if arr.dtype == bool:
-        return arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise InputError(
-            f"labels must be an integer label array, got dtype {arr.dtype}; "
-            "segment it first, or pass a soft diffusivity field to solve_field/effective_diffusivity"
-        )
-    if arr.min() < 0:
-        raise InputError(f"labels must be non-negative, got minimum {int(arr.min())}")
-    return arr
+_LABELS_HINT = "segment it first, or pass a soft diffusivity field to solve_field/effective_diffusivity"
 
 
 def _diffusivity_field(arr: np.ndarray, phase: int, diffusivities) -> np.ndarray:
@@ -180,15 +176,9 @@ class SetupCache:
 
 def _solve(
     D: np.ndarray,
+    opts: SolveOptions,
     *,
-    axis: int,
-    periodic: bool,
-    rtol: float,
-    flux_rtol: float,
-    method: str,
     x0,
-    maxiter: int | None,
-    return_field: bool,
     d_mean: float,
     volume_fraction: float,
     what: str,
@@ -196,6 +186,7 @@ def _solve(
     stacklevel: int = 3,
 ) -> TransportResult:
     """Solve on a float64 diffusivity grid ``D >= 0`` (0 = non-conducting)."""
+    axis, periodic, return_field = opts.axis, opts.periodic, opts.return_field
     if x0 is not None:
         x0 = np.asarray(x0, dtype=np.float64)
         if x0.shape != D.shape:
@@ -236,12 +227,12 @@ def _solve(
     info = solve_spd(
         asm.matrix,
         asm.rhs,
-        method=choose_method(method, asm.matrix.shape[0], D.ndim),
-        rtol=rtol,
-        flux_rtol=flux_rtol,
+        method=choose_method(opts.method, asm.matrix.shape[0], D.ndim),
+        rtol=opts.rtol,
+        flux_rtol=opts.flux_rtol,
         flux_imbalance=asm.flux_imbalance,
         x0=guess,
-        maxiter=maxiter,
+        maxiter=opts.maxiter,
         uniform=asm.uniform,
         preconditioner=plain_amg if asm.uniform else None,
     )
@@ -257,6 +248,41 @@ def _solve(
         concentration=asm.to_grid(info.x, np.nan) if return_field else None,
         residual=info.residual,
         flux_imbalance=info.flux_imbalance,
+    )
+
+
+def _solve_grid(mask: np.ndarray, opts: SolveOptions, *, what: str, stacklevel: int = 4) -> TransportResult:
+    """:func:`_solve` for a binary phase ``mask`` (3D) with the matrix-free grid solver."""
+    from microlad.physics._gridmg import solve_grid
+
+    vf = float(np.count_nonzero(mask)) / mask.size
+    axis = opts.axis
+    active = percolating_mask(mask, axis, False)
+    del mask
+    if not active.any():
+        warnings.warn(
+            f"{what} does not connect the two faces normal to axis {axis}: effective_diffusivity = 0, tortuosity = inf",
+            PercolationWarning,
+            stacklevel=stacklevel,
+        )
+        field = np.full(active.shape, np.nan) if opts.return_field else None
+        return TransportResult(0.0, math.inf, vf, axis, 0, True, field, 0.0, 0.0)
+    res = solve_grid(active, axis, rtol=opts.rtol, flux_rtol=opts.flux_rtol, maxiter=opts.maxiter or 1000)
+    length = active.shape[axis]
+    d_eff = max(float(res.fluxes.mean()) * length / (active.size // length), 0.0)
+    field = None
+    if opts.return_field:
+        field = np.where(active, np.moveaxis(res.x, 0, axis).astype(np.float64), np.nan)
+    return TransportResult(
+        effective_diffusivity=d_eff,
+        tortuosity=vf / d_eff if d_eff > 0 else math.inf,
+        volume_fraction=vf,
+        axis=axis,
+        iterations=res.iterations,
+        converged=res.converged,
+        concentration=field,
+        residual=res.residual,
+        flux_imbalance=res.flux_imbalance,
     )
 
 
@@ -304,12 +330,15 @@ def solve_transport(
     flux_rtol : float
         Target for the relative spread of the flux through the layers normal to ``axis``
         (TauFactor's convergence measure; its default is 1e-2).
-    method : {"auto", "direct", "amg", "jacobi"}
+    method : {"auto", "direct", "amg", "jacobi", "grid"}
         Linear solver: SuperLU factorisation, or conjugate gradients preconditioned by
         aggregation AMG (pyamg aggregation; plain aggregation with one diffusivity on
         every conducting cell, smoothed aggregation otherwise; see
         ``microlad.physics._linsolve``) or Jacobi. "auto": direct for small systems
-        (<= 65,536 unknowns in 2D, <= 8,000 in 3D), AMG otherwise.
+        (<= 65,536 unknowns in 2D, <= 8,000 in 3D), AMG otherwise. "grid": matrix-free
+        PCG with a geometric multigrid on the voxel grid (``microlad.physics._gridmg``;
+        3D, binary ``phase`` only, no ``diffusivities``, ``periodic``, ``x0``), about 30
+        bytes per voxel instead of hundreds per conducting cell: for large volumes.
     x0 : numpy.ndarray, optional
         Warm start: a concentration field of the grid's shape (e.g. a previous
         ``concentration``; NaNs are replaced by the linear profile, the default).
@@ -337,30 +366,18 @@ def solve_transport(
     >>> round(res.effective_diffusivity, 6), round(res.tortuosity, 6)
     (1.0, 1.0)
     """
-    arr = _as_labels(labels)
-    ax = _check_axis(axis, arr.ndim)
-    _check_options(rtol, flux_rtol, method, periodic)
+    arr = as_labels(labels, hint=_LABELS_HINT)
+    opts = SolveOptions(check_axis(axis, arr.ndim), periodic, rtol, flux_rtol, method, maxiter, return_field)
     if isinstance(phase, bool) or not isinstance(phase, (int, np.integer)):
         raise InputError(f"phase must be an int label, got {phase!r}")
+    if opts.method == "grid":
+        if arr.ndim != 3 or diffusivities is not None or opts.periodic or x0 is not None:
+            raise InputError("method='grid' solves binary 3D labels with no-flux lateral faces: no diffusivities, periodic or x0")
+        return _solve_grid(arr == phase, opts, what=f"phase {phase}")
     D = _diffusivity_field(arr, int(phase), diffusivities)
     vf = float(np.mean(arr == phase))
     what = f"phase {phase}" if diffusivities is None else "the conducting phases"
-    return _solve(
-        D,
-        axis=ax,
-        periodic=bool(periodic),
-        rtol=float(rtol),
-        flux_rtol=float(flux_rtol),
-        method=method,
-        x0=x0,
-        maxiter=maxiter,
-        return_field=return_field,
-        d_mean=float(D.mean()),
-        volume_fraction=vf,
-        what=what,
-        cache=cache,
-        stacklevel=3,
-    )
+    return _solve(D, opts, x0=x0, d_mean=float(D.mean()), volume_fraction=vf, what=what, cache=cache, stacklevel=3)
 
 
 def solve_field(
@@ -381,32 +398,16 @@ def solve_field(
     probabilities ``p``). ``tortuosity = mean(D) / D_eff`` and ``volume_fraction =
     mean(D)``. For gradients use :func:`effective_diffusivity`.
     """
-    if hasattr(D, "detach") and hasattr(D, "cpu"):
-        D = D.detach().cpu().numpy()
-    arr = np.asarray(D)
-    _check_spatial(arr.shape, "D")
+    arr = to_numpy(D)
+    check_spatial(arr.shape, name="D")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
         raise InputError(f"D must be a real array, got dtype {arr.dtype}")
     arr = arr.astype(np.float64)
     if not np.all(np.isfinite(arr)) or arr.min() < 0:
         raise InputError("D must be finite and >= 0 everywhere; clip it, e.g. D.clip(1e-4, 1)")
-    ax = _check_axis(axis, arr.ndim)
-    _check_options(rtol, flux_rtol, method, periodic)
+    opts = SolveOptions(check_axis(axis, arr.ndim), periodic, rtol, flux_rtol, method, maxiter, return_field)
     mean = float(arr.mean())
-    return _solve(
-        arr,
-        axis=ax,
-        periodic=bool(periodic),
-        rtol=float(rtol),
-        flux_rtol=float(flux_rtol),
-        method=method,
-        x0=x0,
-        maxiter=maxiter,
-        return_field=return_field,
-        d_mean=mean,
-        volume_fraction=mean,
-        what="the diffusivity field",
-    )
+    return _solve(arr, opts, x0=x0, d_mean=mean, volume_fraction=mean, what="the diffusivity field")
 
 
 def tortuosity(labels, *, phase: int = 1, axis: int = 0, **kwargs) -> float:
