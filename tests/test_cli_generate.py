@@ -95,3 +95,21 @@ def test_sharding_under_torchrun_env(model_dir, tmp_path, capsys, monkeypatch, o
     assert res.exit_code == 0, res.stderr
     assert sorted(p.name for p in out.glob("*.tif")) == ["volume_001.tif"]
     assert json.loads((out / "volume_001.json").read_text())["seed"] == 1
+
+
+def test_generate_uncreatable_out_fails_before_any_work(model_dir, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    res = run_cli(capsys, "generate", model_dir, *BASE, "--target", "vf:1=0.3", "--out", blocker / "sub")
+    assert res.exit_code == 2
+    assert_one_line_error(res, str(blocker))
+    assert blocker.read_text() == "x" and not (blocker.parent / "sub").exists()
+
+
+def test_generate_report_evaluates_the_guided_volumes(model_dir, tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "gen"
+    res = run_cli(capsys, "generate", model_dir, *BASE, "--target", "vf:1=0.30", "--out", out, "--report")
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads((out / "metrics.json").read_text())
+    assert len(doc["volumes"]) == 1 and doc["volumes"][0]["name"] == "volume_000.tif"
+    assert "<html" in (out / "report.html").read_text()[:500].lower()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import numpy as np
 import typer
 
 from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_STEPS, RECONSTRUCT_REFINE
@@ -38,23 +39,36 @@ def generate(
     out: Path = typer.Option(Path("generated"), "--out", help="Output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing volume files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (with each target's current value)."),
+    report: bool = typer.Option(False, "--report", help="Also evaluate the volumes against the model's training statistics: OUT/metrics.json and OUT/report.html."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 for volumes up to 32^3)."),
 ) -> None:
     """Generate 3D volumes steered toward targets while the 2D prior keeps slices realistic."""
-    from microlad.bundled import resolve_model
-    from microlad.guidance import generate as run
-    from microlad.guidance import log_csv, prepare
-    from microlad.io import atomic_path, write_volume
+    from microlad.cli._common import check_positive, model_path
+    from microlad.cli._threads import apply_torch_threads, check_threads
+    from microlad.io import check_output_dir
+
+    check_positive("-n", n)
+    check_positive("--steps", steps)
+    check_positive("--lmpdd-steps", lmpdd_steps)
+    check_positive("--refine", refine, 0)
+    check_positive("--property-every", property_every)
+    check_positive("--memory-mb", memory_mb, 16)
+    check_threads(threads)
+    if min(shape) < 1:
+        raise InputError(f"--shape sides must be positive, got {tuple(shape)}")
+    check_output_dir(out)
+    path = model_path(model_dir)
+    apply_torch_threads(threads, small=int(np.prod(shape)) <= 32**3)
+
     from microlad.device import resolve_device
+    from microlad.guidance import generate as run
+    from microlad.guidance import prepare
     from microlad.model import load_model
     from microlad.reconstruct import check_shape
 
-    if n < 1:
-        raise InputError(f"-n must be >= 1, got {n}")
-    if memory_mb < 16:
-        raise InputError(f"--memory-mb must be at least 16, got {memory_mb}")
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     t_load = time.perf_counter()
-    model = load_model(resolve_model(model_dir), device=resolve_device(device))
+    model = load_model(path, device=resolve_device(device))
     t_load = time.perf_counter() - t_load
     prepare(model, target, weight)  # every target and weight checked before any work
     dims = check_shape(shape, model.vae.config.downsample_factor)
@@ -62,24 +76,17 @@ def generate(
     paths = {i: out / f"volume_{i:03d}.tif" for i in mine}
     if not overwrite:
         for p in paths.values():
-            for q in (p, p.with_suffix(".json"), p.with_suffix(".steps.csv")):
+            for q in guided_outputs(p):
                 if q.exists():
                     raise InputError(f"{q}: already exists (pass --overwrite to replace it)")
+    if report:
+        from microlad.cli.evaluate import check_report_outputs
+
+        check_report_outputs(out, overwrite)
 
     def write(i: int, res) -> None:
-        meta = {
-            "model": str(model_dir),
-            "seed": res.seed,
-            "index": i,
-            "command": "microlad generate",
-            "config": {"shape": list(dims), **res.config, "device": str(device)},
-            "targets": [t.to_dict() for t in res.terms],
-            "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | {"model_load": round(t_load, 3)},
-            "steps_csv": paths[i].with_suffix(".steps.csv").name,
-        }
-        with atomic_path(paths[i].with_suffix(".steps.csv"), overwrite=overwrite) as tmp:
-            tmp.write_text(log_csv(res.log))
-        write_volume(paths[i], res.labels, grey_values=tuple(model.grey_values), metadata=meta, overwrite=overwrite)
+        write_guided(paths[i], res, model, model_name=model_dir, index=i, device=device, overwrite=overwrite,
+                     extra_timings={"model_load": round(t_load, 3)})
         typer.echo(f"volume {i:03d} (seed {res.seed}): {res.timings['total']:.1f} s; {res.summary()} -> {paths[i]}")
 
     run(
@@ -89,3 +96,35 @@ def generate(
     )
     who = f"rank {rank}/{world}: " if world > 1 else ""
     typer.echo(f"{who}wrote {len(mine)} volume(s) with JSON sidecars and per-step CSVs to {out}/")
+    if report:
+        from microlad.cli.evaluate import report_reconstructions
+
+        report_reconstructions([paths[i] for i in mine], model=model, model_name=model_dir, out=out, overwrite=overwrite, world=world)
+
+
+def guided_outputs(path: Path) -> tuple[Path, Path, Path]:
+    """The files one guided volume writes: the TIFF, its JSON sidecar and the per-step CSV."""
+    return path, path.with_suffix(".json"), path.with_suffix(".steps.csv")
+
+
+def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, device: str = "cpu", overwrite: bool = False,
+                 command: str = "microlad generate", extra_timings: dict | None = None) -> Path:
+    """Write a :class:`~microlad.guidance.GuidanceResult`: TIFF + JSON sidecar (targets, start and
+    achieved values, seed, weights, timings) + per-step CSV of every term; atomic."""
+    from microlad.guidance import log_csv
+    from microlad.io import atomic_path, write_volume
+
+    csv = path.with_suffix(".steps.csv")
+    meta = {
+        "model": str(model_name),
+        "seed": res.seed,
+        "index": index,
+        "command": command,
+        "config": {"shape": list(res.labels.shape), **res.config, "device": str(device)},
+        "targets": [t.to_dict() for t in res.terms],
+        "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | (extra_timings or {}),
+        "steps_csv": csv.name,
+    }
+    with atomic_path(csv, overwrite=overwrite) as tmp:
+        tmp.write_text(log_csv(res.log))
+    return write_volume(path, res.labels, grey_values=tuple(model.grey_values), metadata=meta, overwrite=overwrite)
