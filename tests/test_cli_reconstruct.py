@@ -90,15 +90,26 @@ def test_reconstruct_unknown_model_is_one_line(tmp_path, capsys):
     assert res.exit_code == 2 and res.stderr.startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
 
 
-def test_demo_with_a_model_writes_volume_report_and_figure(model_dir, tmp_path, capsys):
+def test_demo_reconstructs_guides_and_reports_both(model_dir, tmp_path, capsys, one_torch_thread):
+    import tifffile
+
     out = tmp_path / "demo"
-    res = run_cli(capsys, "demo", "--model", model_dir, "--size", "16", "--out", out)
+    res = run_cli(capsys, "demo", "--model", model_dir, "--size", "16", "--guidance-steps", "3", "--out", out)
     assert res.exit_code == 0, res.stderr
-    for name in ("volume_000.tif", "volume_000.json", "properties.json", "demo.png"):
-        assert (out / name).is_file(), name
-    rep = json.loads((out / "properties.json").read_text())
-    assert rep["shape"] == [16, 16, 16] and "fidelity" in rep and "tortuosity" in rep["phases"]["0"]
-    # match_vf: the volume has the training volume fractions
-    assert rep["phases"]["0"]["volume_fraction"] == pytest.approx(0.6, abs=0.01)
-    assert "wrote" in res.stdout and str(out) in res.stdout
+    rec, gen = out / "reconstructed", out / "guided"
+    for folder, names in ((rec, ("volume_000.tif", "volume_000.json")), (gen, ("volume_000.tif", "volume_000.json", "volume_000.steps.csv"))):
+        for name in (*names, "metrics.json", "report.html"):
+            assert (folder / name).is_file(), folder / name
+    # the reconstruction has the training volume fractions (match_vf)
+    lab = tifffile.imread(rec / "volume_000.tif")
+    assert (lab == 0).mean() == pytest.approx(0.6, abs=0.01)
+    # the guided sidecar names the two targets and its measured VF is the file's own
+    side = json.loads((gen / "volume_000.json").read_text())
+    names = [t["name"] for t in side["targets"]]
+    assert names == ["vf:0", "deff:0@x"]
+    assert side["targets"][0]["target"] == pytest.approx(0.68, abs=1e-4)
+    assert side["targets"][0]["achieved"] == pytest.approx(float((tifffile.imread(gen / "volume_000.tif") == 0).mean()))
+    for folder in (rec, gen):
+        assert json.loads((folder / "metrics.json").read_text())["volumes"][0]["name"] == "volume_000.tif"
+    assert "time:" in res.stdout and str(gen / "report.html") in res.stdout
     assert_one_line_error(run_cli(capsys, "demo", "--model", model_dir, "--size", "16", "--out", out), "already exists")

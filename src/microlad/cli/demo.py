@@ -1,8 +1,11 @@
-"""``microlad demo``: the main job end to end, offline, on the bundled default model.
+"""``microlad demo``: the whole method end to end, offline, on a bundled model.
 
-2D-trained model → 3D volume (L-MPDD + refinement) → descriptor report with tortuosity
-→ fidelity of the volume's slices against the training images' statistics → files and a
-figure. Falls back to a synthetic example if no bundled model is installed.
+2D-trained model → (1) a 3D volume reconstructed with L-MPDD + refinement → (2) a volume
+generated with SDS guidance toward a different volume fraction of one phase and a 3D
+transport target (1.5× the reconstructed volume's effective diffusivity of that phase along
+x) → (3) both evaluated against the model's training statistics (``metrics.json`` and a
+self-contained ``report.html`` each) → a side-by-side summary, where every file went, and
+how long each part took. Falls back to a synthetic example if no bundled model is installed.
 """
 from __future__ import annotations
 
@@ -10,23 +13,32 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
+
+DEMO_PHASE = 0
+"""The phase the guided volume is steered on (its volume fraction and D_eff along x)."""
+VF_SHIFT = 0.08
+"""How far the guided volume's fraction of DEMO_PHASE is moved above the training fraction."""
+DEFF_FACTOR = 1.5
+"""Guided D_eff target along x, relative to the reconstructed volume's."""
 
 
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for the demo's files."),
     model: str = typer.Option("sofc-anode", "--model", help="Bundled model name or model directory."),
-    size: int = typer.Option(64, "--size", help="Edge of the cubic volume in voxels (multiple of 4)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    size: int = typer.Option(64, "--size", help="Edge of the cubic volumes in voxels (multiple of 4)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (both volumes start from the same L-MPDD sample)."),
+    guidance_steps: Optional[int] = typer.Option(None, "--guidance-steps", help="SDS steps of the guided volume (default: microlad generate's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace files from an earlier demo."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 up to 32^3)."),
 ) -> None:
-    """Reconstruct a 3D volume from the bundled 2D-trained model and report its statistics."""
+    """Reconstruct a 3D volume from a bundled 2D-trained model, steer a second one toward new targets, and report both."""
     from microlad.bundled import DEFAULT_MODEL, bundled_models
-    from microlad.cli._common import model_path
+    from microlad.cli._common import check_positive, model_path
     from microlad.cli._threads import apply_torch_threads, check_threads
-    from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
+    from microlad.cli.evaluate import OUTPUTS
+    from microlad.cli.generate import guided_outputs
+    from microlad.defaults import GUIDANCE_STEPS
     from microlad.errors import InputError
     from microlad.io import check_output_dir
 
@@ -37,91 +49,89 @@ def demo(
         return
     if size < 16 or size % 4:
         raise InputError(f"--size must be a multiple of 4 and at least 16, got {size}")
-    for name in ("volume_000.tif", "volume_000.json", "properties.json", "demo.png"):
-        if (out / name).exists() and not overwrite:
-            raise InputError(f"{out / name}: already exists (pass --overwrite to replace it)")
+    steps = GUIDANCE_STEPS if guidance_steps is None else guidance_steps
+    check_positive("--guidance-steps", steps)
+    rec_dir, gen_dir = out / "reconstructed", out / "guided"
+    planned = [rec_dir / "volume_000.tif", rec_dir / "volume_000.json", *guided_outputs(gen_dir / "volume_000.tif"),
+               *(d / name for d in (rec_dir, gen_dir) for name in OUTPUTS)]
+    for p in planned:
+        if p.exists() and not overwrite:
+            raise InputError(f"{p}: already exists (pass --overwrite to replace it)")
     path = model_path(model)
     apply_torch_threads(threads, small=size <= 32)
+    _run(model, path, out, rec_dir, gen_dir, size, seed, steps, overwrite)
+
+
+def _run(model_name: str, path: Path, out: Path, rec_dir: Path, gen_dir: Path, size: int, seed: int, steps: int,
+         overwrite: bool) -> None:
     import torch
 
-    from microlad.evaluate import format_properties, properties
-    from microlad.io import write_json, write_volume
+    from microlad.cli.evaluate import run_evaluation
+    from microlad.cli.generate import write_guided
+    from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
+    from microlad.guidance import roundtrip_accuracy
+    from microlad.io import write_volume
     from microlad.model import load_model
+    from microlad.physics import solve_transport
 
+    times: dict[str, float] = {}
     torch.manual_seed(seed)
     m = load_model(path)
     src = (path / "SOURCE.md").read_text().splitlines()[0].lstrip("# ") if (path / "SOURCE.md").exists() else str(path)
-    typer.echo(f"model: {model} ({m.n_phases} phases, trained on 2D {m.patch_size}x{m.patch_size} patches) — {src}")
-    passes = f"{RECONSTRUCT_REFINE} refinement pass" + ("" if RECONSTRUCT_REFINE == 1 else "es")
-    typer.echo(f"reconstructing one {size}^3 volume (L-MPDD, DDIM {RECONSTRUCT_STEPS} steps, {passes}, seed {seed}) ...")
+    typer.echo(f"model: {model_name} ({m.n_phases} phases, trained on 2D {m.patch_size}x{m.patch_size} patches) — {src}")
+    shape = (size, size, size)
+
+    typer.echo(f"\n[1/3] reconstructing one {size}^3 volume (L-MPDD, DDIM {RECONSTRUCT_STEPS} steps, "
+               f"{RECONSTRUCT_REFINE} refinement pass(es), training volume fractions matched, seed {seed}) ...")
     t0 = time.perf_counter()
-    rec = m.reconstruct((size, size, size), n=1, seed=seed, steps=RECONSTRUCT_STEPS, refine=RECONSTRUCT_REFINE, match_vf=True, progress=True)[0]
-    elapsed = time.perf_counter() - t0
-    labels = rec.labels
-    vol = write_volume(out / "volume_000.tif", labels, grey_values=tuple(m.grey_values), overwrite=overwrite,
-                       metadata={"model": str(model), "seed": seed, "command": "microlad demo", "timings_s": rec.timings,
-                                 "config": {"shape": [size] * 3, "steps": RECONSTRUCT_STEPS, "refine": RECONSTRUCT_REFINE, "match_vf": True}})
-    typer.echo(f"done in {elapsed:.1f} s\n")
-    report = properties(labels, grey_values=m.grey_values)
-    report["fidelity"] = _fidelity(labels, m)
-    typer.echo(format_properties(report))
-    typer.echo("\nslices vs training images (S2 error = |A_gen - A_ref| / A_ref, A = sum of S2 up to r = %d):" % report["fidelity"]["cutoff"])
-    typer.echo(f"{'phase':>5} {'VF train':>9} {'VF 3D':>7} {'S2 err z':>9} {'S2 err y':>9} {'S2 err x':>9}")
-    for p, f in report["fidelity"]["phases"].items():
-        typer.echo(f"{p:>5} {f['vf_train']:>9.3f} {f['vf_volume']:>7.3f} " + " ".join(f"{100 * f['s2_error'][a]:>8.1f}%" for a in "zyx"))
-    js = write_json(out / "properties.json", report, overwrite=overwrite)
-    png = _figure(labels, report, m, out / "demo.png")
-    typer.echo(f"\nwrote {vol} (+ {vol.with_suffix('.json').name}), {js} and {png}")
+    rec = m.reconstruct(shape, n=1, seed=seed, steps=RECONSTRUCT_STEPS, refine=RECONSTRUCT_REFINE, match_vf=True, progress=True)[0]
+    times["reconstruct"] = time.perf_counter() - t0
+    rec_path = write_volume(rec_dir / "volume_000.tif", rec.labels, grey_values=tuple(m.grey_values), overwrite=overwrite,
+                            metadata={"model": model_name, "seed": seed, "command": "microlad demo", "timings_s": rec.timings,
+                                      "config": {"shape": list(shape), "steps": RECONSTRUCT_STEPS, "refine": RECONSTRUCT_REFINE, "match_vf": True}})
+    typer.echo(f"      done in {times['reconstruct']:.1f} s -> {rec_path}")
 
+    p = DEMO_PHASE
+    vf_train = float((m.training_stats.fractions() or [float((rec.labels == p).mean())] * m.n_phases)[p])
+    deff_rec = solve_transport(rec.labels, phase=p, axis=2).effective_diffusivity
+    if deff_rec <= 0:  # the reconstruction does not percolate along x: ask for a small connected path instead
+        deff_rec = 0.01
+    targets = {f"vf:{p}": round(min(vf_train + VF_SHIFT, 0.95), 4), f"deff:{p}@x": round(min(DEFF_FACTOR * deff_rec, 1.0), 5)}
+    spec = ", ".join(f"{k}={v}" for k, v in targets.items())
+    typer.echo(f"\n[2/3] generating a guided {size}^3 volume from the same start (SDS, {steps} steps) toward {spec}\n"
+               f"      (phase {p}: training VF {vf_train:.3f} + {VF_SHIFT}; D_eff along x {DEFF_FACTOR}x the reconstruction's "
+               f"{deff_rec:.4f}) ...")
+    t0 = time.perf_counter()
+    res = m.generate(shape, targets, n=1, seed=seed, steps=steps, progress=True)[0]
+    times["generate"] = time.perf_counter() - t0
+    gen_path = write_guided(gen_dir / "volume_000.tif", res, m, model_name=model_name, overwrite=overwrite, command="microlad demo")
+    typer.echo(f"      done in {times['generate']:.1f} s; {res.summary()} -> {gen_path}")
 
-def _fidelity(labels: np.ndarray, m) -> dict:
-    """Slice S2 of the volume along each axis vs the S2 stored from the training patches."""
-    from microlad.descriptors import s2_error, s2_slices, volume_fraction
-    from microlad.reconstruct import training_fractions
+    typer.echo("\n[3/3] evaluating both volumes against the model's training statistics ...")
+    evals = {}
+    for name, vol, folder in (("reconstructed", rec_path, rec_dir), ("guided", gen_path, gen_dir)):
+        t0 = time.perf_counter()
+        typer.echo(f"{name}:")
+        evals[name], _ = run_evaluation([vol], model=m, model_name=model_name, out=folder, overwrite=overwrite,
+                                        command="microlad demo", table=False)
+        times[f"evaluate {name}"] = time.perf_counter() - t0
 
-    stats = m.training_stats
-    vf_train = training_fractions(m)
-    ref = np.asarray(stats.s2_radial_mean, dtype=float)
-    c = min(ref.shape[-1] - 1, min(labels.shape) // 2)
-    vf = volume_fraction(labels, n_phases=m.n_phases)
-    phases = {}
-    for p in range(m.n_phases):
-        err = {a: float(s2_error(s2_slices(labels, phase=p, axis=i, cutoff=c, periodic=False), ref[p, : c + 1])) for i, a in enumerate("zyx")}
-        phases[str(p)] = {"vf_train": vf_train[p], "vf_volume": float(vf[p]), "s2_error": err}
-    return {"cutoff": c, "phases": phases, "max_s2_error": max(max(v["s2_error"].values()) for v in phases.values())}
-
-
-def _figure(labels: np.ndarray, report: dict, m, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from microlad.io import atomic_path
-
-    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
-    mid = [s // 2 for s in labels.shape]
-    for ax, (title, img) in zip(axes, [("z slice (YX)", labels[mid[0]]), ("y slice (ZX)", labels[:, mid[1]]), ("x slice (ZY)", labels[:, :, mid[2]])]):
-        ax.imshow(img, cmap="viridis", vmin=0, vmax=m.n_phases - 1, interpolation="nearest")
-        ax.set_title(title)
-        ax.axis("off")
-    ref = np.asarray(m.training_stats.s2_radial_mean)
-    c = report["fidelity"]["cutoff"]
-    from microlad.descriptors import s2_slices
-
-    for p in range(m.n_phases):
-        line = axes[3].plot(ref[p, : c + 1], lw=2, label=f"phase {p} train")[0]
-        for i, ls in enumerate([":", "--", "-."]):
-            axes[3].plot(s2_slices(labels, phase=p, axis=i, cutoff=c, periodic=False), ls, color=line.get_color(), lw=1)
-    axes[3].set_xlabel("r [voxels]")
-    axes[3].set_ylabel("S2(r)")
-    axes[3].set_title("S2: training (thick) vs slices z/y/x")
-    axes[3].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
+    typer.echo("\nreconstructed vs guided (measured on the final labels):")
+    typer.echo(f"{'quantity':<28} {'reconstructed':>14} {'guided':>10} {'target':>10}")
+    deff_gen = solve_transport(res.labels, phase=p, axis=2).effective_diffusivity
+    rows = [(f"VF phase {p}", float((rec.labels == p).mean()), float((res.labels == p).mean()), targets[f"vf:{p}"]),
+            (f"D_eff phase {p} along x", deff_rec, deff_gen, targets[f"deff:{p}@x"])]
+    for label, a, b, t in rows:
+        typer.echo(f"{label:<28} {a:>14.4f} {b:>10.4f} {t:>10.4f}")
+    s2 = [evals[k].s2_error for k in ("reconstructed", "guided")]
+    typer.echo(f"{'S2 error (paper metric)':<28} {100 * s2[0]:>12.2f} % {100 * s2[1]:>8.2f} % {'-':>10}")
+    realism = [roundtrip_accuracy(m.vae, lab)["mean"] for lab in (rec.labels, res.labels)]
+    typer.echo(f"{'VAE round-trip accuracy':<28} {realism[0]:>14.4f} {realism[1]:>10.4f} {'-':>10}")
+    total = sum(times.values())
+    typer.echo("\ntime: " + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()) + f"; total {total:.1f} s")
+    typer.echo(f"wrote {rec_dir}/ (volume_000.tif + .json, metrics.json, report.html) and "
+               f"{gen_dir}/ (volume_000.tif + .json + .steps.csv, metrics.json, report.html)")
+    typer.echo(f"open {gen_dir / 'report.html'} and {rec_dir / 'report.html'} in a browser")
 
 
 def _synthetic_demo(out: Path, seed: int, overwrite: bool) -> None:

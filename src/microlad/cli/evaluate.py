@@ -50,11 +50,13 @@ def run_evaluation(
     out: Path = Path("evaluation"),
     overwrite: bool = False,
     command: str | None = None,
+    table: bool = True,
 ) -> tuple[Any, list[np.ndarray]]:
     """Read, evaluate, write ``out/metrics.json`` and ``out/report.html``, print the verdict.
 
-    ``model`` (an already loaded model) avoids reloading ``model_name``. Used by
-    ``microlad evaluate`` and ``microlad reconstruct --report``.
+    ``model`` (an already loaded model) avoids reloading ``model_name``; ``table=False``
+    prints only the summary and verdict lines. Used by ``microlad evaluate``,
+    ``reconstruct --report``, ``generate --report`` and ``demo``.
     """
     from microlad.evaluate.evaluation import evaluate_volumes, format_verdict
     from microlad.evaluate.metrics import MetricOptions
@@ -131,7 +133,8 @@ def run_evaluation(
     ev.timings["total (before the report)"] = time.perf_counter() - t_start
     js = write_json(out / "metrics.json", ev.to_dict(), overwrite=True)
     page = write_report(out / "report.html", ev, vols)
-    typer.echo(format_verdict(ev))
+    verdict = format_verdict(ev).splitlines()
+    typer.echo("\n".join(verdict if table else [verdict[0], verdict[-1]]))
     typer.echo(f"wrote {js} and {page}")
     return ev, vols
 
