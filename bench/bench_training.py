@@ -61,7 +61,7 @@ def main() -> None:
         f"2D prior ({args.samples} DDIM-50 samples of {size}²) vs the training image: VF {', '.join(f'{v:.3f}' for v in vf_s)} "
         f"(image {', '.join(f'{v:.3f}' for v in vf_r)}); S2 error per phase {', '.join(f'{e * 100:.1f} %' for e in err)}.",
     ]
-    save(f"training_{args.name}", {"machine": machine(), "report": rep, "prior_s2_error": err, "prior_vf": vf_s.tolist(),
+    save(f"training_{args.name}", {"machine": machine(), "report": rep.to_dict(), "prior_s2_error": err, "prior_vf": vf_s.tolist(),
                                    "image_vf": vf_r.tolist()}, "\n".join(rows))
 
 

@@ -1,7 +1,7 @@
 """``microlad demo``: the whole method end to end, offline, on a bundled model.
 
 2D-trained model → (1) a 3D volume reconstructed with L-MPDD + refinement → (2) a volume
-generated with SDS guidance toward a different volume fraction of one phase and a 3D
+generated with SDS guidance toward a larger volume fraction of the minority phase and a 3D
 transport target (1.5× the reconstructed volume's effective diffusivity of that phase along
 x) → (3) both evaluated against the model's training statistics (``metrics.json`` and a
 self-contained ``report.html`` each) → a side-by-side summary, where every file went, and
@@ -15,10 +15,9 @@ from typing import Optional
 
 import typer
 
-DEMO_PHASE = 0
-"""The phase the guided volume is steered on (its volume fraction and D_eff along x)."""
 VF_SHIFT = 0.08
-"""How far the guided volume's fraction of DEMO_PHASE is moved above the training fraction."""
+"""How far the guided volume's fraction of the steered phase (the training images' minority
+phase, e.g. the pores of a rock) is moved above the training fraction."""
 DEFF_FACTOR = 1.5
 """Guided D_eff target along x, relative to the reconstructed volume's."""
 
@@ -91,8 +90,9 @@ def _run(model_name: str, path: Path, out: Path, rec_dir: Path, gen_dir: Path, s
                                       "config": {"shape": list(shape), "steps": RECONSTRUCT_STEPS, "refine": RECONSTRUCT_REFINE, "match_vf": True}})
     typer.echo(f"      done in {times['reconstruct']:.1f} s -> {rec_path}")
 
-    p = DEMO_PHASE
-    vf_train = float((m.training_stats.fractions() or [float((rec.labels == p).mean())] * m.n_phases)[p])
+    fractions = m.training_stats.fractions() or [float((rec.labels == q).mean()) for q in range(m.n_phases)]
+    p = min(range(m.n_phases), key=lambda q: fractions[q])  # the minority phase
+    vf_train = float(fractions[p])
     deff_rec = solve_transport(rec.labels, phase=p, axis=2).effective_diffusivity
     if deff_rec <= 0:  # the reconstruction does not percolate along x: ask for a small connected path instead
         deff_rec = 0.01

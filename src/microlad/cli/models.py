@@ -71,9 +71,9 @@ def _source_title(directory: Path) -> str | None:
 
 
 def _source_licence(directory: Path) -> str | None:
-    """The text after '**Licence of the weights**:' in SOURCE.md, first sentence."""
+    """The text after '**Licence of the weights**:' in SOURCE.md (to the end of its line)."""
     source = directory / "SOURCE.md"
     if not source.is_file():
         return None
-    match = re.search(r"\*\*Licence of the weights\*\*:\s*([^.\n]+)", source.read_text(encoding="utf-8"))
-    return match.group(1).strip() if match else None
+    match = re.search(r"\*\*Licence of the weights\*\*:\s*([^\n]+)", source.read_text(encoding="utf-8"))
+    return match.group(1).strip().rstrip(".") if match else None
