@@ -47,6 +47,7 @@ from microlad.diffusion import DDPMSchedule
 from microlad.io import atomic_path, write_json
 from microlad.models import UNetConfig
 from microlad.models._unet import UNet2D
+from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.lmpdd import sample_latent_volume
 
 __all__ = ["PIXEL_UNET", "PixelTrainSettings", "PixelBaseline", "train_pixel", "load_pixel", "sample_pixel_volume"]
@@ -192,6 +193,7 @@ def load_pixel(directory: str | Path) -> PixelBaseline:
     unet = UNet2D(UNetConfig.from_dict(meta["unet"]))
     unet.load_state_dict(load_file(str(directory / WEIGHTS_NAME)))
     unet.eval()
+    channels_last(unet)  # the layout our reconstruct() uses too (faster oneDNN convolutions)
     return PixelBaseline(unet, DDPMSchedule.from_dict(meta["schedule"]), int(meta["n_phases"]), meta["report"])
 
 
