@@ -92,6 +92,33 @@ def _x(ratio: float) -> str:
     return f"{ratio:.0f}×" if ratio >= 10 else f"{ratio:.1f}×"
 
 
+def summary(rows: dict, pixel_steps: list[int]) -> str:
+    """The closing paragraph: speed ratios per baseline sampler and whether the goal
+    (≥ GOAL_RATIO× faster at equal or better max S2 error) holds for each; ``rows`` as in the JSON."""
+    ours = rows["ours"]
+    names = [f"pixel_ddim{k}" for k in pixel_steps]
+    full = rows["pixel_ddpm1000"]
+    ratios = (f"**Speed ratio (baseline / ours, wall): DDPM-1000 {_x(full['ratio_wall'])}, "
+              + ", ".join(f"DDIM-{k} {_x(rows[n]['ratio_wall'])}" for k, n in zip(reversed(pixel_steps), reversed(names)))
+              + "** (CPU seconds: " + ", ".join(_x(rows[n]["ratio_cpu"]) for n in ["pixel_ddpm1000", *reversed(names)]) + ").")
+    worse = [k for k, n in zip(pixel_steps, names) if rows[n]["max_s2_error"] > ours["max_s2_error"]]
+    fast = [k for k, n in zip(pixel_steps, names) if rows[n]["ratio_wall"] >= GOAL_RATIO]
+    s2 = ", ".join(f"DDIM-{k} {100 * rows[n]['max_s2_error']:.1f} %" for k, n in zip(pixel_steps, names))
+    per = ", ".join(f"{100 * rows[n]['max_perimeter_error']:.0f} %" for n in names)
+    quality = (f"At the trained budget the baseline's max S2 error is {'worse' if len(worse) == len(names) else 'not uniformly worse'} "
+               f"than ours ({s2} vs {100 * ours['max_s2_error']:.1f} %) and its slices carry far more interface than the "
+               f"training image (max perimeter error {per} vs {100 * ours['max_perimeter_error']:.0f} %: features "
+               "too small or noisy).")
+    goal = (f"Goal ≥ {GOAL_RATIO:.0f}× faster at equal or better S2 error: the speed part "
+            f"{'holds' if full['ratio_wall'] >= GOAL_RATIO else 'fails'} against the paper's comparison, DDPM-1000 "
+            "(its time extrapolated; its quality is in the full-run section below when that ran), and "
+            + (f"holds for DDIM-{', '.join(map(str, fast))}" if fast else "fails for the DDIM variants")
+            + (f"; no DDIM baseline reaches our S2 error"
+               + (f" and {pixel_steps[1]} steps are no better than {pixel_steps[0]}" if rows[names[1]]["max_s2_error"] >= rows[names[0]]["max_s2_error"] else "")
+               + ", so there is no measured ratio at equal S2 error." if len(worse) == len(names) else "."))
+    return f"{ratios} Paper: {PAPER}. {quality} {goal}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("pixel_dir")
@@ -229,17 +256,7 @@ def main() -> None:
         vf = np.mean(r["vf"], axis=0)
         per = np.mean(r["perimeter"]["signed"], axis=1)
         md.append(f"| {r['label']} | " + " | ".join(f"{v:.3f}" for v in vf) + " | " + " | ".join(f"{100 * x:+.1f} %" for x in per) + " |")
-    (g25, g100), g1000 = [rows[f"pixel_ddim{k}"] for k in args.pixel_steps], rows["pixel_ddpm1000"]
-    s_a, s_b = args.pixel_steps
-    verdict = ("meets" if g1000["ratio_wall"] >= GOAL_RATIO else "misses")
-    md += [
-        "",
-        f"**Speed ratio (baseline / ours, wall): DDPM-1000 {_x(g1000['ratio_wall'])}, DDIM-{s_b} {_x(g100['ratio_wall'])}, "
-        f"DDIM-{s_a} {_x(g25['ratio_wall'])}** (CPU seconds: {_x(g1000['ratio_cpu'])}, {_x(g100['ratio_cpu'])}, "
-        f"{_x(g25['ratio_cpu'])}). Paper: {PAPER}. Goal ≥ {GOAL_RATIO:.0f}× at equal or better S2 error: the paper's "
-        f"comparison (DDPM-1000) {verdict} the speed part; the S2 comparison is in the table (DDPM-1000 quality not measured: "
-        "one full run would take the time in the table).",
-    ]
+    md += ["", summary(rows, args.pixel_steps)]
     data = {"machine": info, "machine_end": info_end, "started": started.isoformat(), "finished": finished.isoformat(),
             "args": vars(args), "model_dir": str(model_dir), "ours_training_time_s": ours_train, "pixel_training": pix.report,
             "pixel_unet": pix.unet.config.to_dict(), "rows": rows}
