@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from microlad.errors import CheckpointError, InputError
 
@@ -43,3 +44,47 @@ def check_fractions(vf: Sequence[float], n_phases: int, *, tol: float = 1e-3) ->
 def check_positive(name: str, value: int, minimum: int = 1) -> None:
     if value < minimum:
         raise InputError(f"{name} must be >= {minimum}, got {value}")
+
+
+def start_volume_command(model_dir: str, shape: Sequence[int], out: Path, threads: int | None) -> Path:
+    """The checks every volume-writing command (reconstruct, generate) makes before any work:
+    positive sides, a creatable ``out``, a finished model; then the thread policy. Returns the
+    model directory."""
+    from microlad.cli._threads import apply_torch_threads
+    from microlad.io import check_output_dir
+
+    if min(shape) < 1:
+        raise InputError(f"--shape sides must be positive, got {tuple(shape)}")
+    check_output_dir(out)
+    path = model_path(model_dir)
+    apply_torch_threads(threads, small=math.prod(int(s) for s in shape) <= 32**3)
+    return path
+
+
+@dataclass(frozen=True)
+class ShardedModel:
+    """A loaded model and this process's share of ``n`` volumes under torchrun
+    (RANK / WORLD_SIZE; rank r makes volumes i ≡ r mod WORLD_SIZE)."""
+
+    model: Any
+    dims: tuple[int, int, int]
+    mine: list[int]
+    rank: int
+    world: int
+    load_seconds: float
+
+
+def load_sharded(path: Path, shape: Sequence[int], n: int, device: str) -> ShardedModel:
+    import os
+    import time
+
+    from microlad.device import resolve_device
+    from microlad.model import load_model
+    from microlad.reconstruct import check_shape
+
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    t0 = time.perf_counter()
+    model = load_model(path, device=resolve_device(device))
+    t_load = time.perf_counter() - t0
+    dims = check_shape(shape, model.vae.config.downsample_factor)
+    return ShardedModel(model, dims, [i for i in range(n) if i % world == rank], rank, world, t_load)

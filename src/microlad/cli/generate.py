@@ -8,12 +8,9 @@ over ranks as in ``microlad reconstruct``: rank r makes volumes i ≡ r (mod WOR
 """
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
 import typer
 
 from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_STEPS, RECONSTRUCT_REFINE
@@ -43,9 +40,8 @@ def generate(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 for volumes up to 32^3)."),
 ) -> None:
     """Generate 3D volumes steered toward targets while the 2D prior keeps slices realistic."""
-    from microlad.cli._common import check_positive, model_path
-    from microlad.cli._threads import apply_torch_threads, check_threads
-    from microlad.io import check_output_dir
+    from microlad.cli._common import check_positive, load_sharded, start_volume_command
+    from microlad.cli._threads import check_threads
 
     check_positive("-n", n)
     check_positive("--steps", steps)
@@ -54,25 +50,14 @@ def generate(
     check_positive("--property-every", property_every)
     check_positive("--memory-mb", memory_mb, 16)
     check_threads(threads)
-    if min(shape) < 1:
-        raise InputError(f"--shape sides must be positive, got {tuple(shape)}")
-    check_output_dir(out)
-    path = model_path(model_dir)
-    apply_torch_threads(threads, small=int(np.prod(shape)) <= 32**3)
+    path = start_volume_command(model_dir, shape, out, threads)
 
-    from microlad.device import resolve_device
     from microlad.guidance import generate as run
     from microlad.guidance import prepare
-    from microlad.model import load_model
-    from microlad.reconstruct import check_shape
 
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    t_load = time.perf_counter()
-    model = load_model(path, device=resolve_device(device))
-    t_load = time.perf_counter() - t_load
+    job = load_sharded(path, shape, n, device)
+    model, dims, mine, rank, world, t_load = job.model, job.dims, job.mine, job.rank, job.world, job.load_seconds
     prepare(model, target, weight)  # every target and weight checked before any work
-    dims = check_shape(shape, model.vae.config.downsample_factor)
-    mine = [i for i in range(n) if i % world == rank]
     paths = {i: out / f"volume_{i:03d}.tif" for i in mine}
     if not overwrite:
         for p in paths.values():

@@ -6,9 +6,6 @@ and file ``volume_{i:03d}.tif``, so seeds and file names never collide.
 """
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -41,9 +38,9 @@ def reconstruct(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 for volumes up to 32^3)."),
 ) -> None:
     """Generate 3D volumes whose slices match the training images' statistics."""
-    from microlad.cli._common import check_fractions, check_positive, model_path
-    from microlad.cli._threads import apply_torch_threads, check_threads
-    from microlad.io import check_output_dir, write_volume
+    from microlad.cli._common import check_fractions, check_positive, load_sharded, start_volume_command
+    from microlad.cli._threads import check_threads
+    from microlad.io import write_volume
 
     check_positive("-n", n)
     check_positive("--memory-mb", memory_mb, 16)
@@ -54,27 +51,17 @@ def reconstruct(
         raise InputError(f"--sampler must be ddim or ancestral (ddpm), got {sampler!r}")
     if vf and match_vf is False:
         raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
-    if min(shape) < 1:
-        raise InputError(f"--shape sides must be positive, got {tuple(shape)}")
-    check_output_dir(out)
-    path = model_path(model_dir)
-    apply_torch_threads(threads, small=int(np.prod(shape)) <= 32**3)
+    path = start_volume_command(model_dir, shape, out, threads)
 
     import torch
 
-    from microlad.device import resolve_device
-    from microlad.model import load_model
-    from microlad.reconstruct import check_shape, training_fractions
     from microlad.reconstruct import reconstruct as run
+    from microlad.reconstruct import training_fractions
 
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    t_load = time.perf_counter()
-    model = load_model(path, device=resolve_device(device))
-    t_load = time.perf_counter() - t_load
-    dims = check_shape(shape, model.vae.config.downsample_factor)
+    job = load_sharded(path, shape, n, device)
+    model, dims, mine, rank, world, t_load = job.model, job.dims, job.mine, job.rank, job.world, job.load_seconds
     if vf:
         vf = check_fractions(vf, model.vae.config.n_phases)
-    mine = [i for i in range(n) if i % world == rank]
     paths = {i: out / f"volume_{i:03d}.tif" for i in mine}
     if not overwrite:
         for p in paths.values():
