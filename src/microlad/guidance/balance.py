@@ -5,15 +5,24 @@ gradient ``g_i = ∇_z L_i`` on the latent volume, relative residual ``ρ_i`` (i
 to the target in units of the term's tolerance, see :mod:`microlad.guidance.terms`) and
 user weight ``w_i``::
 
-    ĝ_i = w_i · ‖g_prior‖ · min(1, ρ_i) · g_i / ‖g_i‖
+    ĝ_i = w_i · ‖g_prior‖ · min(ρ_i, MAX_GAIN) · g_i / ‖g_i‖
 
-* Far from the target (ρ ≥ 1, outside the tolerance) a term pushes with the prior's own
-  gradient norm times ``w_i``, whatever the loss's units or the model's latent scale, so
-  weights are O(1) and the same weights carry over between models.
-* Inside the tolerance the push tapers linearly to 0 at the target (the unsquared
-  residual, as in DPS), so the prior takes over there instead of the term overshooting.
-* Non-finite gradients are zeroed (``nan_to_num``); a zero gradient stays zero. The
-  balanced norm is therefore at most ``w_i · ‖g_prior‖``: finite and bounded.
+a proportional controller on the residual whose gain is set by the prior's own gradient
+norm, saturating at :data:`MAX_GAIN`:
+
+* The push is sized by the prior's gradient norm, whatever the loss's units or the
+  model's latent scale, so weights are O(1) and the same weights carry over between models.
+* It grows with the residual: one tolerance unit from the target (ρ = 1) the term pushes
+  as hard as the prior (× ``w_i``), and up to ``MAX_GAIN`` times as hard further away, so
+  a far target is reached within the default steps while the prior keeps steering the
+  texture (with a gain capped at 1 the prior held surface-area and far-VF targets short;
+  bench/results/guidance.md).
+* Near the target the push tapers linearly to 0 (the unsquared residual, as in DPS): it
+  vanishes only at the target itself, and the prior takes over there instead of the term
+  overshooting.
+* Non-finite gradients are zeroed (``nan_to_num``); a zero gradient stays zero; a NaN
+  residual counts as ρ = 1. The balanced norm is therefore at most
+  ``w_i · MAX_GAIN · ‖g_prior‖``: finite and bounded.
 
 The total ``g_prior·w_prior + Σ ĝ_i`` is what the one persistent Adam optimiser steps on.
 """
@@ -21,7 +30,17 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["balance"]
+__all__ = ["MAX_GAIN", "balance", "gain"]
+
+MAX_GAIN = 4.0
+"""Largest push of a term, in units of ``weight × ‖g_prior‖`` (reached at ρ >= MAX_GAIN)."""
+
+
+def gain(residual: float) -> float:
+    """The residual's factor in the rule: ``min(|ρ|, MAX_GAIN)``; 1 for a NaN residual."""
+    if residual != residual:
+        return 1.0
+    return min(MAX_GAIN, abs(float(residual)))
 
 
 def balance(grad: torch.Tensor, prior_norm: float, residual: float, weight: float) -> tuple[torch.Tensor, float]:
@@ -32,5 +51,4 @@ def balance(grad: torch.Tensor, prior_norm: float, residual: float, weight: floa
         return torch.zeros_like(g), 0.0 if amax == 0.0 else amax * float((g / amax).norm())
     unit = g / amax  # scaled first so that tiny or huge gradients neither underflow nor overflow
     n = float(unit.norm())
-    rho = min(1.0, abs(float(residual))) if residual == residual else 1.0
-    return unit * (weight * prior_norm * rho / n), amax * n
+    return unit * (weight * prior_norm * gain(residual) / n), amax * n
