@@ -85,7 +85,7 @@ def test_balancing_gives_finite_gradients_bounded_by_weight_times_gain_times_pri
             out, norm = balance(g, prior_norm=7.0, residual=rho, weight=2.0)
             assert torch.isfinite(out).all() and math.isfinite(norm)
             assert float(out.norm()) <= 2.0 * 7.0 * MAX_GAIN * (1 + 1e-5)
-            expect = 1.0 if rho != rho else min(rho, MAX_GAIN)  # NaN residual: one tolerance unit
+            expect = 1.0 if rho != rho else (rho if rho <= 1 else min(1 + math.log(rho), MAX_GAIN))  # NaN: ρ = 1
             assert float(out.norm()) == pytest.approx(14.0 * expect, rel=1e-4, abs=1e-12)
             if norm > 0 and float(out.norm()) > 0:  # direction kept: parallel to the finite part of g
                 gf = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
@@ -98,15 +98,18 @@ def test_balancing_gives_finite_gradients_bounded_by_weight_times_gain_times_pri
 
 
 def test_balanced_push_does_not_vanish_near_the_target_and_grows_with_the_residual():
-    # the push is a saturating proportional controller: nonzero for any residual > 0
-    # (so a term still holds its value against the prior close to its target), zero only at it,
-    # monotone in the residual, and capped at MAX_GAIN x the prior's norm far away
+    # the push is nonzero for any residual > 0 (so a term still holds its value against the
+    # prior close to its target), zero only at it, monotone and continuous in the residual,
+    # equal to the prior's norm at one tolerance unit, capped at MAX_GAIN x the prior's norm far away
     g = torch.ones(2, 3, 3, 3)
-    norms = [float(balance(g, 5.0, r, 1.0)[0].norm()) for r in (0.0, 0.01, 0.2, 1.0, 2.0, MAX_GAIN, 10 * MAX_GAIN)]
-    assert norms[0] == 0.0 and norms[1] == pytest.approx(0.05)
-    assert norms[1] < norms[2] < norms[3] < norms[4] < norms[5]
+    far = math.exp(MAX_GAIN - 1)
+    norms = [float(balance(g, 5.0, r, 1.0)[0].norm()) for r in (0.0, 0.01, 0.2, 1.0, 2.0, far / 2, far, 10 * far)]
+    assert norms[0] == 0.0 and norms[1] == pytest.approx(0.05) and norms[3] == pytest.approx(5.0)
+    assert norms[1] < norms[2] < norms[3] < norms[4] < norms[5] < norms[6]
     assert norms[-1] == pytest.approx(norms[-2]) == pytest.approx(5.0 * MAX_GAIN)
-    assert gain(-3.0) == pytest.approx(min(3.0, MAX_GAIN))  # the residual's sign does not flip the push
+    assert gain(1 - 1e-9) == pytest.approx(gain(1 + 1e-9), abs=1e-6)  # no jump at the knee
+    assert (gain(1 + 1e-4) - gain(1)) / 1e-4 == pytest.approx(1.0, rel=1e-3)  # nor a kink
+    assert gain(-3.0) == pytest.approx(gain(3.0))  # the residual's sign does not flip the push
     # the weight scales the push linearly, independent of the raw gradient's magnitude
     assert float(balance(g * 1e-9, 5.0, 1.0, 0.5)[0].norm()) == pytest.approx(2.5, rel=1e-5)
 
@@ -191,7 +194,7 @@ def test_guided_vf_moves_toward_its_target_and_logs_every_term(sofc_model, one_t
         for name in ("vf:1", "sa:0"):
             assert math.isfinite(row[f"{name}:value"]) and math.isfinite(row[f"{name}:grad_norm"])
             w = 1.0 if name == "vf:1" else 0.5
-            bound = w * min(MAX_GAIN, row[f"{name}:residual"]) * row["prior_grad_norm"]
+            bound = w * gain(row[f"{name}:residual"]) * row["prior_grad_norm"]
             assert row[f"{name}:balanced_norm"] == pytest.approx(bound, rel=1e-4, abs=1e-9)
 
 
