@@ -5,15 +5,13 @@ against the model's training-patch S2 and against the full training image, and t
 Usage: python bench/diag_guidance_s2.py SEED STEPS MODE   (MODE: unguided, or a label for a guided run;
 env CAL=k sets calibrate_every)
 """
-import sys, json, time, torch, numpy as np
+import sys, time, torch, numpy as np
 torch.set_num_threads(1)
 from microlad.bundled import resolve_model
 from microlad.model import load_model
 from microlad.io import read_image
 from microlad.descriptors import s2_radial, s2_slices
 from microlad.guidance.stats import training_reference
-from microlad.guidance.surrogate import cell_slices
-from microlad.descriptors import torch as td
 m = load_model(resolve_model("sofc-anode"))
 seed=int(sys.argv[1]); steps=int(sys.argv[2]); mode=sys.argv[3]
 img=read_image('/work/shared/data/2d/sofc_anode_1024.tif').labels

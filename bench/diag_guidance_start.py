@@ -4,7 +4,7 @@ decode, and the refined finish, per axis and phase, against the training-patch S
 
 Usage: python bench/diag_guidance_start.py
 """
-import torch, numpy as np, time
+import torch, numpy as np
 torch.set_num_threads(1)
 from microlad.bundled import resolve_model
 from microlad.model import load_model
@@ -15,7 +15,6 @@ from microlad.reconstruct import latents_to_probabilities, refine_probabilities,
 from microlad.defaults import RECONSTRUCT_STEPS, RECONSTRUCT_REFINE
 m = load_model(resolve_model("sofc-anode")); vae=m.vae
 tr=training_reference(m).s2[:, :33]
-st=T.TermState(T.parse_targets(["s2=train"])[0]) if hasattr(T,'parse_targets') else None
 from microlad.guidance.targets import parse_targets
 st=T.TermState(parse_targets(["s2=train"])[0]); st.curve=torch.as_tensor(tr, dtype=torch.float32); st.phases=(0,1,2)
 for seed in (2000, 2001):
