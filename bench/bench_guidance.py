@@ -212,7 +212,7 @@ def set_tau(b: Bench) -> dict:
 def markdown(name: str, args, res: dict, info: dict) -> str:
     L = [f"### Guidance acceptance: {name} ({args.size}³, {args.steps} steps, seeds {args.seed}..{args.seed + args.seeds - 1})", "",
          f"Machine: {info['cpu_count']} CPUs, torch threads {info['torch_threads']}, load (1 min) at the end {info['load_average_1min']}; "
-         f"date {info['date']}.", ""]
+         f"date {info['date']}.", "", f"Command: `{info.get('command', '')}`", ""]
 
     def real(rows):
         return f"{np.mean([r['realism'] for r in rows]):.4f} / {np.mean([r['realism_unguided'] for r in rows]):.4f}"

@@ -11,7 +11,7 @@ import torch
 from microlad.diffusion import DDPMSchedule
 from microlad.errors import InputError
 from microlad.guidance import NoiseRange, generate, parse_targets, parse_weights, sds_gradient, validate_targets
-from microlad.guidance.balance import balance
+from microlad.guidance.balance import MAX_GAIN, balance, gain
 
 
 class _Config:
@@ -75,21 +75,43 @@ def test_noise_range_anneals_downward_and_stays_in_range():
         NoiseRange(t_min=0.5, t_start=0.4)
 
 
-def test_balancing_gives_finite_gradients_bounded_by_weight_times_prior_norm():
+def test_balancing_gives_finite_gradients_bounded_by_weight_times_gain_times_prior_norm():
     gen = torch.Generator().manual_seed(0)
     for scale in (1e-30, 1e-6, 1.0, 1e12):
         g = torch.randn(4, 4, 4, 4, generator=gen) * scale
         g[0, 0, 0, 0] = float("nan")
         g[0, 0, 0, 1] = float("inf")
-        for rho in (0.0, 0.3, 1.0, 50.0, float("nan")):
+        for rho in (0.0, 0.3, 1.0, 2.5, 50.0, 1e30, float("inf"), float("nan")):
             out, norm = balance(g, prior_norm=7.0, residual=rho, weight=2.0)
             assert torch.isfinite(out).all() and math.isfinite(norm)
-            assert float(out.norm()) <= 2.0 * 7.0 * (1 + 1e-5)
-            if rho >= 1 or rho != rho:
-                assert float(out.norm()) == pytest.approx(14.0, rel=1e-4)  # far from target: w × prior norm
+            assert float(out.norm()) <= 2.0 * 7.0 * MAX_GAIN * (1 + 1e-5)
+            expect = 1.0 if rho != rho else (rho if rho <= 1 else min(1 + math.log(rho), MAX_GAIN))  # NaN: ρ = 1
+            assert float(out.norm()) == pytest.approx(14.0 * expect, rel=1e-4, abs=1e-12)
+            if norm > 0 and float(out.norm()) > 0:  # direction kept: parallel to the finite part of g
+                gf = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+                gf = gf / gf.abs().max()
+                cos = float((out * gf).sum() / (out.norm() * gf.norm()))
+                assert cos == pytest.approx(1.0, abs=1e-4)
     assert float(balance(torch.zeros(3), 5.0, 2.0, 1.0)[0].norm()) == 0.0
     half, _ = balance(torch.ones(4), 3.0, 0.5, 1.0)  # inside the tolerance: linear taper
     assert float(half.norm()) == pytest.approx(1.5)
+
+
+def test_balanced_push_does_not_vanish_near_the_target_and_grows_with_the_residual():
+    # the push is nonzero for any residual > 0 (so a term still holds its value against the
+    # prior close to its target), zero only at it, monotone and continuous in the residual,
+    # equal to the prior's norm at one tolerance unit, capped at MAX_GAIN x the prior's norm far away
+    g = torch.ones(2, 3, 3, 3)
+    far = math.exp(MAX_GAIN - 1)
+    norms = [float(balance(g, 5.0, r, 1.0)[0].norm()) for r in (0.0, 0.01, 0.2, 1.0, 2.0, far / 2, far, 10 * far)]
+    assert norms[0] == 0.0 and norms[1] == pytest.approx(0.05) and norms[3] == pytest.approx(5.0)
+    assert norms[1] < norms[2] < norms[3] < norms[4] < norms[5] < norms[6]
+    assert norms[-1] == pytest.approx(norms[-2]) == pytest.approx(5.0 * MAX_GAIN)
+    assert gain(1 - 1e-9) == pytest.approx(gain(1 + 1e-9), abs=1e-6)  # no jump at the knee
+    assert (gain(1 + 1e-4) - gain(1)) / 1e-4 == pytest.approx(1.0, rel=1e-3)  # nor a kink
+    assert gain(-3.0) == pytest.approx(gain(3.0))  # the residual's sign does not flip the push
+    # the weight scales the push linearly, independent of the raw gradient's magnitude
+    assert float(balance(g * 1e-9, 5.0, 1.0, 0.5)[0].norm()) == pytest.approx(2.5, rel=1e-5)
 
 
 def test_target_parsing_names_and_weights():
@@ -171,7 +193,9 @@ def test_guided_vf_moves_toward_its_target_and_logs_every_term(sofc_model, one_t
     for row in res.log:
         for name in ("vf:1", "sa:0"):
             assert math.isfinite(row[f"{name}:value"]) and math.isfinite(row[f"{name}:grad_norm"])
-            assert row[f"{name}:balanced_norm"] <= (1.0 if name == "vf:1" else 0.5) * row["prior_grad_norm"] * (1 + 1e-5)
+            w = 1.0 if name == "vf:1" else 0.5
+            bound = w * gain(row[f"{name}:residual"]) * row["prior_grad_norm"]
+            assert row[f"{name}:balanced_norm"] == pytest.approx(bound, rel=1e-4, abs=1e-9)
 
 
 def test_match_vf_with_a_vf_target_is_refused(tiny_model):
