@@ -2,14 +2,15 @@
 
 Pipeline (one subpackage per stage)::
 
-    io → descriptors → physics → models → diffusion → data/training → reconstruct → evaluate → cli
+    io → descriptors → physics → models → diffusion → data/training → reconstruct → guidance → evaluate → cli
 
 Top-level shortcuts (imported lazily so ``import microlad`` stays light)::
 
     microlad.read_image(path)              # segmented image/volume + phase mapping
     microlad.properties(labels)            # descriptor report (dict)
     microlad.train(images, out_dir, ...)   # VAE + latent DDPM on 2D patches
-    microlad.load_model(model_dir)         # -> MicroladModel; .reconstruct(shape, n=1, seed=0)
+    microlad.load_model(model_dir)         # -> MicroladModel; .reconstruct(shape, n=1, seed=0),
+                                           #    .generate(shape, targets={...}, n=1, seed=0)
 """
 from __future__ import annotations
 
