@@ -7,27 +7,13 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli, save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from microlad.diffusion import DDPMSchedule
-    from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
-    from microlad.model import MicroladModel
-
-    torch.manual_seed(0)
-    vae = CategoricalVAE(VAEConfig(n_phases=3, base_channels=8, norm_groups=4))
-    unet = UNet2D(UNetConfig(in_channels=4, base_channels=16, channel_multipliers=(1, 2), norm_groups=4, attention_heads=2))
-    c = 8
-    stats = {"volume_fraction": [0.4, 0.3, 0.3],
-             "s2_radial_mean": [[v - 0.1 * r / c for r in range(c + 1)] for v in (0.4, 0.3, 0.3)]}
-    m = MicroladModel(vae, unet, DDPMSchedule(), grey_values=[0.0, 128.0, 255.0], patch_size=16, training_stats=stats)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    m.save(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", [0.4, 0.3, 0.3], s2_drop=0.1, grey_values=[0.0, 128.0, 255.0])
 
 
 BASE = ["--shape", "8", "8", "8", "--steps", "4", "--lmpdd-steps", "2", "--no-progress"]

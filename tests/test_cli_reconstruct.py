@@ -6,26 +6,13 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, run_cli, save_tiny_model
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from microlad.diffusion import DDPMSchedule
-    from microlad.models import CategoricalVAE, UNet2D, UNetConfig, VAEConfig
-    from microlad.model import MicroladModel
-
-    torch.manual_seed(0)
-    vae = CategoricalVAE(VAEConfig(n_phases=2, base_channels=8, norm_groups=4))
-    unet = UNet2D(UNetConfig(in_channels=4, base_channels=16, channel_multipliers=(1, 2), norm_groups=4, attention_heads=2))
-    c = 8
-    stats = {"volume_fraction": [0.6, 0.4], "s2_radial_mean": [[0.6 - 0.2 * r / c for r in range(c + 1)], [0.4 - 0.2 * r / c for r in range(c + 1)]]}
-    m = MicroladModel(vae, unet, DDPMSchedule(), grey_values=[0.0, 255.0], patch_size=16, training_stats=stats)
-    path = tmp_path_factory.mktemp("model") / "tiny"
-    m.save(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny", [0.6, 0.4], s2_drop=0.2, grey_values=[0.0, 255.0])
 
 
 def test_reconstruct_writes_volumes_with_sidecars(model_dir, tmp_path, capsys):
