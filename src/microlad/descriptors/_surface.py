@@ -31,7 +31,7 @@ import numpy as np
 from microlad.descriptors._validate import as_labels, check_phase, check_voxel_size
 from microlad.errors import InputError, ShapeError
 
-__all__ = ["specific_surface_area", "SSA_METHODS", "GRADIENT_CALIBRATION", "FACE_FACTOR"]
+__all__ = ["specific_surface_area", "marching_squares_length", "SSA_METHODS", "GRADIENT_CALIBRATION", "FACE_FACTOR"]
 
 SSA_METHODS = ("mesh", "gradient", "faces")
 
@@ -82,9 +82,27 @@ def _mesh_area(mask: np.ndarray) -> float:
             verts, faces, _, _ = measure.marching_cubes(slab.astype(np.float32), level=0.5)
             area += float(measure.mesh_surface_area(verts, faces))
         return area
-    field = mask.astype(np.float32)
-    contours = measure.find_contours(field, level=0.5)
-    return float(sum(np.sqrt((np.diff(c, axis=0) ** 2).sum(axis=1)).sum() for c in contours))
+    return marching_squares_length(mask)
+
+
+# Marching squares on a binary field at level 0.5 puts every contour vertex on an edge
+# midpoint, so each 2x2 cell contributes a fixed length by its corner pattern (bit 1: top
+# left, 2: top right, 4: bottom right, 8: bottom left): a corner cut is sqrt(1/2), a
+# straight cut 1, a saddle two corner cuts. Summing this table over the cells gives exactly
+# the length of skimage.measure.find_contours(mask, 0.5) (tested), vectorised over slices.
+_H = float(np.sqrt(0.5))
+_SQUARE_LENGTH = np.array([0, _H, _H, 1, _H, 2 * _H, 1, _H, _H, 1, 2 * _H, _H, 1, _H, _H, 0], dtype=np.float64)
+
+
+def marching_squares_length(mask: np.ndarray) -> float:
+    """Total marching-squares contour length (pixels) of binary ``mask`` (..., H, W).
+
+    Leading axes are a stack of 2-D images whose lengths are summed; image borders are
+    not contour (as :func:`skimage.measure.find_contours`).
+    """
+    m = np.asarray(mask, dtype=np.uint8)
+    code = m[..., :-1, :-1] + 2 * m[..., :-1, 1:] + 4 * m[..., 1:, 1:] + 8 * m[..., 1:, :-1]
+    return float(np.bincount(code.ravel(), minlength=16) @ _SQUARE_LENGTH)
 
 
 def _gradient_area(mask: np.ndarray) -> float:
