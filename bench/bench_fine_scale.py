@@ -15,8 +15,10 @@ Each figure is the mean over volumes and axes of the signed relative error, ± t
 error over volumes. Variants (all with the training volume fractions matched, as the
 default reconstruction does):
 
-- ``default``: L-MPDD (coupled) → three-axis probability average → match → K = 1 refinement;
-- ``k0`` / ``k3``: no refinement / three passes;
+- ``default``: what ``reconstruct`` does: L-MPDD (coupled) → three-axis probability average →
+  match → K = 1 refinement → match → perimeter-calibrated smoothing (match);
+- ``unsmoothed``: the default without the smoothing (the default before 2026-12-06);
+- ``k0`` / ``k3``: no refinement / three passes (no smoothing, like every variant below);
 - ``axis0_only``: only the decode along z (slices normal to z decoded, others implied);
 - ``logit_mean``: the three axes fused by averaging log-probabilities instead of probabilities;
 - ``plain``: the paper's uncoupled L-MPDD, default decoding;
@@ -41,10 +43,10 @@ from microlad.descriptors import s2_radial, s2_slices, slice_clusters, slice_per
 from microlad.io import read_image
 from microlad.model import load_model
 from microlad.reconstruct import SliceOptions, interpolate_along, refine_volume, sample_latent_volume, to_slices
-from microlad.reconstruct.api import _target_fractions
+from microlad.reconstruct.api import _target_fractions, smooth_probabilities
 from microlad.reconstruct.decode import decode_slices, match_fractions
 
-VARIANTS = ("prior_2d", "default", "k0", "k3", "axis0_only", "logit_mean", "plain")
+VARIANTS = ("prior_2d", "default", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
 R_SMALL = 8
 PATCH = 64
 
@@ -105,6 +107,8 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
+    if variant == "default":  # reconstruct()'s default finish: perimeter-calibrated smoothing
+        probs, _ = smooth_probabilities(model, probs, target_vf)
     return probs.argmax(0).to(torch.uint8).numpy()
 
 

@@ -15,3 +15,11 @@ fewer voxels than the first and the slice-S2 fidelity does not improve (BENCHMAR
 GUIDANCE_STEPS = 60
 """SDS guidance steps per volume (``microlad generate``); what 60 steps reach at 64³ is in
 BENCHMARKS.md."""
+
+RECONSTRUCT_SMOOTH = True
+"""Perimeter-calibrated smoothing before labelling (``smooth``): a Gaussian blur of the
+voxel probabilities whose width is set per volume so the slices have the training images'
+boundary length per area (:mod:`microlad.reconstruct.smoothing`). Chosen because without it
+the slices are 6–50 % rougher than the training images, the 3D surface area exceeds the
+stereological value and the volumes hold thousands of isolated specks (BENCHMARKS.md,
+"Fidelity levers")."""

@@ -13,7 +13,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_STEPS, RECONSTRUCT_REFINE
+from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -30,6 +30,7 @@ def generate(
     calibrate_every: Optional[int] = typer.Option(None, "--calibrate-every", help="Re-measure the finished volume every k steps (default steps/3; 0: only at the start)."),
     lmpdd_steps: int = typer.Option(RECONSTRUCT_STEPS, "--lmpdd-steps", help="DDIM steps of the starting L-MPDD sample."),
     refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes in the finish."),
+    smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Perimeter-calibrated smoothing in the finish, as reconstruct does (its width is set on the start volume and kept)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -76,7 +77,7 @@ def generate(
 
     run(
         model, dims, target, n=n, seed=seed, steps=steps, weights=weight, lr=lr, property_every=property_every,
-        calibrate_every=calibrate_every, lmpdd_steps=lmpdd_steps, refine=refine, periodic=periodic,
+        calibrate_every=calibrate_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, periodic=periodic,
         memory_budget=memory_mb << 20, progress=progress, indices=mine, on_volume=write,
     )
     who = f"rank {rank}/{world}: " if world > 1 else ""
@@ -105,7 +106,8 @@ def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, dev
         "seed": res.seed,
         "index": index,
         "command": command,
-        "config": {"shape": list(res.labels.shape), **res.config, "device": str(device)},
+        "config": {"shape": list(res.labels.shape), **res.config, "device": str(device),
+                   "smoothing_sigma": round(float(getattr(res, "smoothing_sigma", 0.0)), 4)},
         "targets": [t.to_dict() for t in res.terms],
         "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | (extra_timings or {}),
         "steps_csv": csv.name,

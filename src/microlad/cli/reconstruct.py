@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import typer
 
-from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
+from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -29,6 +29,7 @@ def reconstruct(
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
+    smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     out: Path = typer.Option(Path("reconstructions"), "--out", help="Output folder."),
@@ -80,7 +81,7 @@ def reconstruct(
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, slice_coupling=slice_coupling, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
-            match_vf=match,
+            match_vf=match, smooth=smooth,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -89,7 +90,7 @@ def reconstruct(
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "periodic": periodic, "device": str(device),
-                       "match_vf": match},
+                       "match_vf": match, "smooth": smooth, "smoothing_sigma": round(rec.smoothing_sigma, 4)},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

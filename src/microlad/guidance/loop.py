@@ -15,8 +15,11 @@ One run, per volume:
    exactly as at the end and every term measured on the labels with the report's code; the
    offset between the surrogate and the measurement is taken out of the surrogate's target,
    so the loop steers what the user gets, not the surrogate.
-4. Finish: decode, refine and label as ``reconstruct`` does; every targeted quantity is
-   measured on the final labels (:func:`~microlad.guidance.terms.measure`).
+4. Finish: decode, refine, smooth and label as ``reconstruct`` does; every targeted
+   quantity is measured on the final labels (:func:`~microlad.guidance.terms.measure`).
+   The smoothing width is calibrated once, on the start volume (the first calibration),
+   to the training images' slice perimeter and then kept, so the map from latent to
+   labels stays fixed during the run and a surface-area target is not undone.
 
 Phase-fraction matching in the finish (``match_vf``): off by default, so nothing silently
 undoes a VF, surface-area, S2 or transport target (guidance itself moves the fractions:
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_STEPS, RECONSTRUCT_REFINE
+from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
@@ -44,7 +47,7 @@ from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import training_reference
 from microlad.guidance.surrogate import axis_volume, cell_slices
 from microlad.guidance.targets import Target, parse_targets, parse_weights, validate_targets
-from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume
+from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume, smooth_probabilities
 from microlad.reconstruct._chunks import channels_last
 
 __all__ = ["GuidanceOptions", "generate", "prepare"]
@@ -64,6 +67,7 @@ class GuidanceOptions:
     calibrate_every: int = DEFAULT_STEPS // 3
     lmpdd_steps: int = RECONSTRUCT_STEPS
     refine: int = RECONSTRUCT_REFINE
+    smooth: bool = RECONSTRUCT_SMOOTH
     periodic: bool = False
     memory_budget: int | None = None
     progress: bool = True
@@ -129,6 +133,7 @@ def generate(
     calibrate_every: int | None = None,
     lmpdd_steps: int = RECONSTRUCT_STEPS,
     refine: int = RECONSTRUCT_REFINE,
+    smooth: bool = RECONSTRUCT_SMOOTH,
     match_vf: bool | Sequence[float] | None = None,
     periodic: bool = False,
     memory_budget: int | None = None,
@@ -154,7 +159,9 @@ def generate(
         decode and a 3D solve); in between their last gradient direction is reused.
     calibrate_every : measure the finished volume every k steps (and at step 0) to take the
         surrogate's offset out of the targets; default ``steps // 3``; 0: only at step 0.
-    lmpdd_steps, refine, periodic, memory_budget : as in :func:`microlad.reconstruct.reconstruct`.
+    lmpdd_steps, refine, smooth, periodic, memory_budget : as in
+        :func:`microlad.reconstruct.reconstruct` (the smoothing width is calibrated on the
+        start volume and then kept fixed).
     match_vf : phase-fraction matching in the finish (default off; see the module notes).
     indices : volume indices to make (default ``range(n)``; the CLI shards them over ranks).
     on_volume : called with (index, result) as each volume is done.
@@ -180,8 +187,8 @@ def generate(
     unet.eval()
     channels_last(vae, unet)
     options = GuidanceOptions(steps=steps, lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
-                              lmpdd_steps=lmpdd_steps, refine=refine, periodic=periodic, memory_budget=memory_budget,
-                              progress=progress)
+                              lmpdd_steps=lmpdd_steps, refine=refine, smooth=bool(smooth), periodic=periodic,
+                              memory_budget=memory_budget, progress=progress)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
                                   "weights": wt, "targets": [t.describe() for t in tg]}
     results = []
@@ -200,16 +207,19 @@ class _Run:
     def __init__(self, model, dims: tuple[int, int, int], terms: list[T.TermState], w_prior: float, seed: int,
                  options: GuidanceOptions, target_vf: torch.Tensor | None, device: torch.device) -> None:
         self.dims, self.seed, self.o = dims, seed, options
-        self.vae, self.unet, self.schedule = model.vae, model.unet, model.schedule
+        self.model, self.vae, self.unet, self.schedule = model, model.vae, model.unet, model.schedule
         self.terms, self.w_prior, self.target_vf, self.device = terms, w_prior, target_vf, device
         self.steps = options.steps
         self.opts = {"periodic": options.periodic, "memory_budget": options.memory_budget}
+        self.sigma: float | None = None if options.smooth else 0.0  # set by the first finish
         self.timings = {"lmpdd": 0.0, "prior": 0.0, "slice_terms": 0.0, "volume_terms": 0.0, "calibrate": 0.0, "finish": 0.0}
 
     # -- finishing and measuring ----------------------------------------------------------
     def finish(self, z: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         probs = latents_to_probabilities(self.vae, z.detach(), self.target_vf, **self.opts)
         probs = refine_probabilities(self.vae, probs, self.o.refine, self.target_vf, **self.opts)
+        if self.sigma != 0.0:
+            probs, self.sigma = smooth_probabilities(self.model, probs, self.target_vf, sigma=self.sigma, periodic=self.o.periodic)
         return probs, probs.argmax(0).to(torch.uint8).cpu().numpy()
 
     def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -346,4 +356,5 @@ class _Run:
         self.timings["total"] = time.perf_counter() - t0
         self.timings["per_step"] = (self.timings["total"] - self.timings["lmpdd"] - self.timings["finish"] - self.timings["calibrate"]) / self.steps
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
-                              probabilities=probs.float().cpu().numpy() if return_probabilities else None)
+                              probabilities=probs.float().cpu().numpy() if return_probabilities else None,
+                              smoothing_sigma=float(self.sigma or 0.0))

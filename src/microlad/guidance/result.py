@@ -45,7 +45,9 @@ class GuidanceResult:
         ``reconstruct`` samples for this seed).
     terms : target vs achieved per term. log : one dict per optimisation step (every
         term's surrogate value, residual, gradient norms). timings : seconds per stage.
-    config : the guidance settings used (JSON-able).
+    config : the guidance settings used (JSON-able). smoothing_sigma : the width (voxels)
+        of the perimeter-calibrated blur of the finish, set on the start volume and kept
+        for the whole run (0: none).
     """
 
     labels: np.ndarray
@@ -55,6 +57,7 @@ class GuidanceResult:
     timings: dict[str, float]
     config: dict[str, Any]
     probabilities: np.ndarray | None = None
+    smoothing_sigma: float = 0.0
 
     def summary(self) -> str:
         """``name target→achieved`` per term on one line."""

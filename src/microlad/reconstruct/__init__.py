@@ -1,4 +1,5 @@
-"""3D reconstruction from a 2D-trained model: L-MPDD, decoding, three-axis refinement."""
+"""3D reconstruction from a 2D-trained model: L-MPDD, decoding, three-axis refinement,
+perimeter-calibrated smoothing."""
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
 from microlad.reconstruct.api import (
     Reconstruction,
@@ -6,6 +7,7 @@ from microlad.reconstruct.api import (
     latents_to_probabilities,
     reconstruct,
     refine_probabilities,
+    smooth_probabilities,
     training_fractions,
 )
 from microlad.reconstruct.decode import decode_volume, interpolate_along, refine_volume
@@ -26,6 +28,7 @@ __all__ = [
     "refine_probabilities",
     "refine_volume",
     "sample_latent_volume",
+    "smooth_probabilities",
     "to_slices",
     "training_fractions",
 ]

@@ -8,13 +8,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_STEPS
+from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.diffusion import canonical_sampler
 from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
 from microlad.reconstruct.options import SliceOptions
+from microlad.reconstruct.smoothing import smooth_to_perimeter
 
 
 @dataclass(frozen=True)
@@ -24,13 +25,16 @@ class Reconstruction:
     labels : uint8 (Z, Y, X), argmax of ``probabilities``.
     probabilities : float32 (P, Z, Y, X) per-phase probabilities, or None unless requested.
     seed : the seed that made it (same seed and machine ⇒ identical volume).
-    timings : seconds spent in "lmpdd", "decode", "refine".
+    timings : seconds spent in "lmpdd", "decode", "refine", "smooth" and "total".
+    smoothing_sigma : width (voxels) of the perimeter-calibrated blur applied before
+        labelling (0: none; :mod:`microlad.reconstruct.smoothing`).
     """
 
     labels: np.ndarray
     seed: int
     probabilities: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    smoothing_sigma: float = 0.0
 
 
 def check_shape(shape: Sequence[int], factor: int) -> tuple[int, int, int]:
@@ -59,6 +63,7 @@ def reconstruct(
     slice_coupling: bool = True,
     periodic: bool = False,
     match_vf: bool | Sequence[float] | None = None,
+    smooth: bool = RECONSTRUCT_SMOOTH,
     return_probabilities: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
@@ -88,6 +93,13 @@ def reconstruct(
     L-MPDD's own fractions, which are biased against minority phases (BENCHMARKS.md);
     None (default) matches whenever the model stores training fractions. Applied after
     decoding and again after refinement (:func:`~microlad.reconstruct.decode.match_fractions`).
+
+    ``smooth`` (default :data:`~microlad.defaults.RECONSTRUCT_SMOOTH`, ours): blur the final
+    probabilities with the Gaussian width at which the slices' boundary length per area
+    equals the training images' (stored in the model; fractions re-matched), which removes
+    the specks and excess surface left where the three axes disagree
+    (:mod:`microlad.reconstruct.smoothing`). Models without stored surface statistics are
+    not smoothed.
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -118,13 +130,18 @@ def reconstruct(
         t2 = time.perf_counter()
         probs = refine_probabilities(vae, probs, refine, target_vf, opts)
         t3 = time.perf_counter()
+        sigma = 0.0
+        if smooth:
+            probs, sigma = smooth_probabilities(model, probs, target_vf, periodic=periodic)
+        t4 = time.perf_counter()
         labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
         results.append(
             Reconstruction(
                 labels=labels,
                 seed=vol_seed,
                 probabilities=probs.float().cpu().numpy() if return_probabilities else None,
-                timings={"lmpdd": t1 - t0, "decode": t2 - t1, "refine": t3 - t2, "total": t3 - t0},
+                timings={"lmpdd": t1 - t0, "decode": t2 - t1, "refine": t3 - t2, "smooth": t4 - t3, "total": t4 - t0},
+                smoothing_sigma=sigma,
             )
         )
     return results
@@ -149,6 +166,19 @@ def refine_probabilities(vae, probs: torch.Tensor, refine: int, target_vf: torch
     ``options`` as for :func:`latents_to_probabilities`."""
     probs = refine_volume(vae, probs, refine, SliceOptions.merge(options, **keywords))
     return match_fractions(probs, target_vf) if target_vf is not None and refine else probs
+
+
+def smooth_probabilities(model, probs: torch.Tensor, target_vf: torch.Tensor | None = None, *,
+                         sigma: float | None = None, periodic: bool = False) -> tuple[torch.Tensor, float]:
+    """Perimeter-calibrated smoothing of (P, Z, Y, X) ``probs`` with ``model``'s training
+    slice perimeter (:func:`~microlad.reconstruct.smoothing.smooth_to_perimeter`), the
+    fractions re-matched to ``target_vf`` if given. ``sigma``: a fixed width instead of
+    calibrating. Returns ``(probabilities, σ)``; σ = 0 (nothing done) for models without
+    stored surface statistics."""
+    stats = model.training_stats.specific_surface_area
+    reference = None if stats is None else [float(v) for v in stats]
+    label = None if target_vf is None else (lambda q: match_fractions(q, target_vf))
+    return smooth_to_perimeter(probs, reference, label, sigma=sigma, periodic=periodic)
 
 
 def training_fractions(model) -> list[float] | None:
