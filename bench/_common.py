@@ -90,9 +90,14 @@ def provenance(*, paper: str, start: dict | None = None, end: dict | None = None
     return "\n".join([
         f"Machine: {info['cpu_count']} CPUs ({info['processor']}), python {info['python']}, torch {info['torch']}, {th}; "
         f"load average (1 min) {', '.join(loads)}; {date}.",
-        f"Command: `{command or command_line()}`.",
+        f"Command: {_code(command or command_line())}.",
         f"Paper: {paper}.",
     ])
+
+
+def _code(text: str) -> str:
+    """``text`` as a markdown code span (double backticks when it holds a backtick itself)."""
+    return f"``{text}``" if "`" in text else f"`{text}`"
 
 
 def peak_rss_mib() -> float:

@@ -213,7 +213,7 @@ def set_tau(b: Bench) -> dict:
 def paper_line(args, res: dict) -> str:
     """The paper's figures for the sets in ``res`` (its times are for 500 steps on a GPU; ours per volume in the table)."""
     out = []
-    if "vf" in res or "sa" in res or "s2" in res:
+    if "vf" in res or "sa" in res:
         out.append(PAPER_SDS_VF_SA)
     if "s2" in res:
         name = f"{args.name} {args.model_dir}".lower()
