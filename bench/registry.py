@@ -10,8 +10,8 @@ added it; where a detail was not recorded, the entry's ``note`` says what was as
 ``minutes``: rough wall time on the 2-core project machine (from the recorded run where there
 is one); ``--skip-slow`` leaves out entries above :data:`SLOW_MINUTES`. ``setup``: commands run
 first (inputs the command reads). ``needs``: paths outside the repository the command reads
-(model directories of earlier sessions); when one is missing the entry is skipped with a
-one-line message. ``stale``: set when no command reproduces the snippet anymore (the code it
+(model directories of earlier sessions, shared data the script reads by default; the ``$DATA``
+files a command names count too); when one is missing the entry is skipped with a one-line message. ``stale``: set when no command reproduces the snippet anymore (the code it
 measured is gone); the command is kept as a record of how it was made, and ``--rerun`` skips it.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ SLOW_MINUTES = 15.0
 
 SOFC = "$DATA/2d/sofc_anode_1024.tif"
 CARBONATE = "$DATA/2d/carbonate_256.npy"
+BEREA = "$DATA/3d/berea_400.npz"  # read by default by the scripts that take no data argument
 SOFC_MODEL = "src/microlad/assets/models/sofc-anode"
 CARBONATE_MODEL = "src/microlad/assets/models/carbonate"
 OLD_CARBONATE = "/work/runs/carbonate"
@@ -54,6 +55,12 @@ class Entry:
         return self.minutes > SLOW_MINUTES
 
     @property
+    def inputs(self) -> tuple[str, ...]:
+        """Paths outside the repository the entry reads: ``needs`` and the ``$DATA`` files its commands name."""
+        data = [t for cmd in (*self.setup, self.command) for t in cmd.split() if t.startswith("$DATA/")]
+        return tuple(dict.fromkeys([*self.needs, *data]))
+
+    @property
     def script(self) -> str:
         """The bench script the command runs (``bench/NAME.py``)."""
         return self.command.split()[1]
@@ -66,12 +73,12 @@ def _guidance(name: str, args: str, minutes: float, *, model: str = "sofc-anode"
 
 
 ENTRIES: tuple[Entry, ...] = (
-    Entry("transport", "python bench/bench_transport.py", 7,
+    Entry("transport", "python bench/bench_transport.py", 7, needs=(BEREA,),
           note="Berea 128³ and 200³, three axes, TauFactor on 1 thread (the defaults); TauFactor takes most of the time"),
-    Entry("grid_solver", "python bench/bench_grid_solver.py", 2, note="Berea 200³, both phases; peak RSS ~2.6 GiB (AMG)"),
+    Entry("grid_solver", "python bench/bench_grid_solver.py", 2, needs=(BEREA,), note="Berea 200³, both phases; peak RSS ~2.6 GiB (AMG)"),
     Entry("threads", "python bench/bench_threads.py", 6,
           note="8 fresh `microlad reconstruct` runs of 64³; uses every core and starts one busy process on purpose"),
-    Entry("properties_large", "python bench/bench_properties_large.py", 8,
+    Entry("properties_large", "python bench/bench_properties_large.py", 8, needs=(BEREA,),
           note="Berea 400³ and 512³ through `microlad properties`; peak RSS ~3.5 GiB; reuses the AMG reference stored in "
                "properties_large.json (add --reference to re-measure it: +5 min, ~6 GiB)"),
     Entry("training_sofc_default",
@@ -102,13 +109,13 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc", f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --name sofc", 25,
           note="7 variants × 6 volumes of 64³ on 1 torch thread (the recorded run: 24.7 min)"),
     Entry("groundtruth_berea", "python bench/bench_groundtruth.py /work/runs/berea_default", 12,
-          needs=("/work/runs/berea_default",),
+          needs=("/work/runs/berea_default", BEREA),
           note="/work/runs/berea_default is the Berea model of 2026-11-22, not in the repository; bench/models/berea-default "
                "(default settings, trained 2026-12-03 for this bench) is in the repository but has other weights: "
                "`python bench/bench_groundtruth.py bench/models/berea-default` measures it, it does not reproduce this table"),
     Entry("groundtruth_berea_steps50",
           "python bench/bench_groundtruth.py /work/runs/berea_default --steps 50 --name berea_steps50", 12,
-          needs=("/work/runs/berea_default",),
+          needs=("/work/runs/berea_default", BEREA),
           note="as groundtruth_berea: the model directory is not in the repository; bench/models/berea-default is a "
                "different model"),
     Entry("lmpdd_variants_sofc", f"python bench/bench_lmpdd_variants.py {SOFC_MODEL} {SOFC} --name sofc", 10,

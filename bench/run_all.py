@@ -71,13 +71,22 @@ def expand(command: str) -> list[str]:
     return argv
 
 
+def local(path: str) -> Path:
+    """A registry path on this machine: ``$DATA`` expanded."""
+    return Path(path.replace("$DATA", str(SHARED_DATA), 1)) if path.startswith("$DATA") else Path(path)
+
+
 def skip_reason(entry: Entry, skip_slow: bool) -> str | None:
     """Why ``entry`` cannot or should not run now (one line), or None."""
     if entry.stale:
         return f"no command reproduces it anymore: it {entry.stale}"
-    missing = [p for p in entry.needs if not Path(p).exists()]
-    if missing:
-        return f"needs {', '.join(missing)}: not in the repository and not on this machine (see --list)"
+    missing = [p for p in entry.inputs if not local(p).exists()]
+    data = [str(local(p)) for p in missing if p.startswith("$DATA/")]
+    other = [p for p in missing if not p.startswith("$DATA/")]
+    parts = ([f"{', '.join(other)} (not in the repository, not on this machine; see --list)"] if other else []) + \
+            ([f"{', '.join(data)} (shared data not found: set MICROLAD_SHARED_DATA)"] if data else [])
+    if parts:
+        return "needs " + "; ".join(parts)
     if skip_slow and entry.slow:
         return f"slow (~{entry.minutes:g} min > {SLOW_MINUTES:g}) and --skip-slow given"
     return None
@@ -91,8 +100,9 @@ def status(name: str) -> str:
         return "NO ENTRY"
     if e.stale:
         return "stale"
-    if any(not Path(p).exists() for p in e.needs):
-        return "needs " + ", ".join(p for p in e.needs if not Path(p).exists())
+    missing = [p for p in e.inputs if not local(p).exists()]
+    if missing:
+        return "needs " + ", ".join(missing)
     return "slow" if e.slow else "ok"
 
 

@@ -88,6 +88,12 @@ def test_expand_fills_in_the_data_folder_and_this_interpreter():
 
 
 @pytest.mark.parametrize("name", ["transport", "grid_solver", "evaluate"])
-def test_cheap_entries_need_nothing_outside_the_repository(name):
+def test_cheap_entries_need_nothing_outside_the_repository_but_the_shared_data(name):
     e = REGISTRY[name]
-    assert not e.needs and not e.stale and not e.slow
+    assert all(p.startswith("$DATA/") for p in e.inputs) and not e.stale and not e.slow
+
+
+def test_missing_shared_data_is_named_with_the_variable_that_fixes_it(monkeypatch):
+    monkeypatch.setattr(run_all, "SHARED_DATA", Path("/nonexistent/shared/data"))
+    why = run_all.skip_reason(REGISTRY["fidelity_sofc"], skip_slow=False)
+    assert why == "needs /nonexistent/shared/data/2d/sofc_anode_1024.tif (shared data not found: set MICROLAD_SHARED_DATA)"
