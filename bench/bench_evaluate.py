@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import NO_PAPER, machine, provenance, save  # noqa: E402
 
 
 def main() -> None:
@@ -57,8 +57,12 @@ def main() -> None:
         rows.append(f"| {name} | {len(vols)} × {'x'.join(map(str, doc['shape']))} | {wall:.1f} s | {cpu:.1f} s | {timings.get('volumes', 0):.1f} s | "
                     f"{timings.get('reference', 0):.1f} s | {load:.2f} | {doc['verdict']} | {100 * doc['s2_error']['overall']:.2f} % |")
     info = data["machine"]
+    data["machine_end"] = end = machine()
     md = "\n".join([
         "## `microlad evaluate` (`bench/bench_evaluate.py`)",
+        "",
+        provenance(start=info, end=end, threads="the CLI on 1 thread (OMP_NUM_THREADS=1)",
+                   paper=f"{NO_PAPER} (the paper has no evaluation command; its metric is the S2 error column)"),
         "",
         f"`microlad evaluate` with transport on {len(vols)} volumes from `{args.volume_dir}`, OMP_NUM_THREADS=1, "
         f"{info['cpu_count']} CPUs ({info['processor']}); wall time of the whole command (start-up, model load, reference, "

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import machine, model_image_parser, save  # noqa: E402
+from _common import NO_PAPER, machine, model_image_parser, provenance, save  # noqa: E402
 
 from microlad.bundled import resolve_model
 from microlad.descriptors import s2_radial, s2_slices, slice_clusters, slice_perimeter_density
@@ -119,6 +119,7 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS))
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    start = machine()
     model = load_model(resolve_model(args.model_dir))
     p = model.n_phases
     image = read_image(args.image).labels
@@ -137,9 +138,11 @@ def main() -> None:
         rows[variant]["seconds_per_volume"] = (time.time() - t0) / args.n
         print(variant, {k: np.round(np.array(v[0]) * 100, 1).tolist() for k, v in rows[variant].items() if k != "seconds_per_volume"}, flush=True)
     meta = {"model": args.model_dir, "image": str(args.image), "n": args.n, "size": args.size, "seeds": f"1000..{999 + args.n}",
-            "machine": machine(), "date": time.strftime("%Y-%m-%d"), "wall_s": time.time() - t_start}
+            "machine": machine(), "machine_start": start, "date": time.strftime("%Y-%m-%d"), "wall_s": time.time() - t_start}
     pm = lambda v, k: " / ".join(f"{100 * a:+.1f} ± {100 * b:.1f}" for a, b in zip(*v[k]))
     lines = [f"## Fine-scale fidelity, diagnosis: {args.name} (`bench/bench_fine_scale.py`)", "",
+             provenance(start=start, end=meta["machine"], paper=f"{NO_PAPER} (the paper reports only the summed S2 error; "
+                                                                "no perimeter, cluster or small-r S2 figures)"), "",
              f"Model `{args.model_dir}`, reference: 64² patches of `{Path(args.image).name}`; {args.n} × {args.size}³ volumes per variant "
              f"(seeds {meta['seeds']}; variants that share the sampler start from the same L-MPDD latents), slices normal to z, y, x pooled; "
              f"{meta['machine']['torch_threads']} torch thread(s), load average {meta['machine']['load_average_1min']}, {meta['date']}. "

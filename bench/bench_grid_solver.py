@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, machine, save  # noqa: E402
+from _common import NO_PAPER, SHARED_DATA, machine, provenance, save  # noqa: E402
 
 CHILD = """
 import json, sys, time, resource
@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=200)
     args = ap.parse_args()
     path = SHARED_DATA / "3d" / "berea_400.npz"
+    start = machine()
     res = {}
     for method in ("auto", "grid"):
         p = subprocess.run([sys.executable, "-c", CHILD, str(path), str(args.size), method], capture_output=True, text=True, check=True)
@@ -53,6 +54,9 @@ def main() -> None:
     n = args.size
     lines = [
         f"## Grid solver vs assembled AMG solver (`bench/bench_grid_solver.py`)",
+        "",
+        provenance(start=start, end=m, threads="solvers in numpy/scipy child processes (no torch)",
+                   paper=f"{NO_PAPER} (a comparison of two of our solvers; the paper's solver is a 2D FEM)"),
         "",
         f"Berea {n}³ corner crop, both phases (0 = pore), `solve_transport` at the report's tolerances (rtol 1e-4, "
         f"flux spread 1e-2); each solver in its own process: peak RSS {res['auto']['peak_rss_mib']:.0f} MiB (AMG, "
@@ -66,7 +70,7 @@ def main() -> None:
         d = 100 * (g["tau"] / a["tau"] - 1)
         lines.append(f"| {a['phase']} | {'zyx'[a['axis']]} | {a['tau']:.5f} | {g['tau']:.5f} | {d:+.4f} % | "
                      f"{a['iterations']} / {g['iterations']} | {a['cpu_s']:.1f} / {g['cpu_s']:.1f} |")
-    save("grid_solver", {"machine": m, "size": n, **res}, "\n".join(lines))
+    save("grid_solver", {"machine": m, "machine_start": start, "size": n, **res}, "\n".join(lines))
 
 
 if __name__ == "__main__":

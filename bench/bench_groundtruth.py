@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from microlad.defaults import RECONSTRUCT_STEPS  # noqa: E402
-from _common import SHARED_DATA, machine, save  # noqa: E402
+from _common import NO_PAPER, SHARED_DATA, machine, provenance, save  # noqa: E402
 
 AXES = ("z", "y", "x")
 
@@ -56,6 +56,7 @@ def main() -> None:
     from microlad.io import read_image
     from microlad.model import load_model
 
+    start = machine()
     truth = read_image(args.volume).labels
     s, cutoff = args.size, args.size // 4
     crops = [truth[z:z + s, y:y + s, x:x + s] for z in range(0, truth.shape[0] - s + 1, s)
@@ -78,8 +79,12 @@ def main() -> None:
                                    "gen_std": float(np.nanstd(g)), "z_score": float((np.nanmean(g) - np.nanmean(t)) / max(np.nanstd(t), 1e-12))}
     label = {"vf": "volume fraction", "ssa": "surface area [1/voxel]", **{f"s2_{a}": f"Σ S2 along {a} (r ≤ {cutoff})" for a in AXES},
              **{f"tau_{a}": f"tortuosity τ along {a}" for a in AXES}}
+    info = machine()
     rows = [
         f"## Ground truth: {args.name} (`bench/bench_groundtruth.py`)",
+        "",
+        provenance(start=start, end=info, paper=f"{NO_PAPER} (the paper compares 2D slice statistics only, never a "
+                                                 "reconstruction with a real 3D volume)"),
         "",
         f"Model `{args.model_dir}` trained on 2D slices of `{Path(args.volume).name}` only. {args.n} reconstructions of {s}³ (DDIM {args.steps} steps, refine {args.refine}) "
         f"({per_volume['default']:.0f} s each) per variant vs the truth's {len(crops)} non-overlapping {s}³ sub-volumes; phase {args.phase}. "
@@ -94,7 +99,7 @@ def main() -> None:
         v, r = summary["default"][k], summary["plain"][k]
         rows.append(f"| {label[k]} | {v['truth_mean']:.4g} ± {v['truth_std']:.2g} | {v['gen_mean']:.4g} ± {v['gen_std']:.2g} | {v['z_score']:+.1f} "
                     f"| {r['gen_mean']:.4g} ± {r['gen_std']:.2g} | {r['z_score']:+.1f} |")
-    save(f"groundtruth_{args.name}", {"machine": machine(), "args": vars(args), "summary": summary,
+    save(f"groundtruth_{args.name}", {"machine": info, "machine_start": start, "args": vars(args), "summary": summary,
                                       "truth": truth_stats, "generated": gen_stats}, "\n".join(rows))
 
 

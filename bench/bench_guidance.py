@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, model_image_parser, save  # noqa: E402
+from _common import (NO_PAPER, PAPER_S2_CARBONATE, PAPER_S2_SOFC, PAPER_SDS_DEFF, PAPER_SDS_VF_SA, command_line, machine,  # noqa: E402
+                     model_image_parser, provenance, save)
 
 AX = "zyx"
 
@@ -210,10 +211,25 @@ def set_tau(b: Bench) -> dict:
     return {"target": target, "rows": rows, "passed": sum(r["pass"] for r in rows), "n": len(rows)}
 
 
+def paper_line(args, res: dict) -> str:
+    """The paper's figures for the sets in ``res`` (its times are for 500 steps on a GPU; ours per volume in the table)."""
+    out = []
+    if "vf" in res or "sa" in res:
+        out.append(PAPER_SDS_VF_SA)
+    if "s2" in res:
+        name = f"{args.name} {args.model_dir}".lower()
+        out.append("S2-guided max S2 error, " + (PAPER_S2_CARBONATE if "carbonate" in name else PAPER_S2_SOFC if "sofc" in name
+                                                 else f"{PAPER_S2_CARBONATE}; {PAPER_S2_SOFC}"))
+    if "deff" in res:
+        out.append(PAPER_SDS_DEFF)
+    if "tau" in res:
+        out.append(f"τ targets: {NO_PAPER}")
+    return "; ".join(out) + f"; ours: {args.steps} steps on this CPU, below" if out else NO_PAPER
+
+
 def markdown(name: str, args, res: dict, info: dict) -> str:
     L = [f"### Guidance acceptance: {name} ({args.size}³, {args.steps} steps, seeds {args.seed}..{args.seed + args.seeds - 1})", "",
-         f"Machine: {info['cpu_count']} CPUs, torch threads {info['torch_threads']}, load (1 min) at the end {info['load_average_1min']}; "
-         f"date {info['date']}.", "", f"Command: `{info.get('command', '')}`", ""]
+         provenance(start=info.get("start"), end=info, command=info.get("command"), paper=paper_line(args, res)), ""]
 
     def real(rows):
         return f"{np.mean([r['realism'] for r in rows]):.4f} / {np.mean([r['realism_unguided'] for r in rows]):.4f}"
@@ -287,6 +303,7 @@ def main() -> None:
     b = Bench(model, ref, args)
     stats = crop_stats(ref, model.n_phases)
     res: dict = {"crop_stats": stats}
+    start = machine()
     t0 = time.perf_counter()
     for name in args.sets.split(","):
         if name == "vf":
@@ -302,7 +319,7 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown set {name!r}")
     info = machine() | {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "total_s": round(time.perf_counter() - t0, 1),
-                        "command": " ".join(sys.argv)}
+                        "command": command_line(), "start": start}
     save(f"guidance_{args.name}", {"machine": info, "args": vars(args), "results": res}, markdown(args.name, args, res, info))
 
 

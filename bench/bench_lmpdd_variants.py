@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, model_image_parser, save  # noqa: E402
+from _common import NO_PAPER, PAPER_S2_CARBONATE, PAPER_S2_SOFC, machine, model_image_parser, provenance, save  # noqa: E402
 
 VARIANTS = ["ddim50", "ddim25", "ddim100", "ddpm50", "average_axes", "refine0", "refine4",
             "harmonised_t300_h2", "eps_scale_1.06", "unit_std", "coupled", "coupled_ddpm50", "coupled_average_axes"]
@@ -104,6 +104,7 @@ def main() -> None:
     from microlad.io import read_image
     from microlad.model import load_model
 
+    start = machine()
     model = load_model(args.model_dir)
     ref = read_image(args.image).labels
     P = model.n_phases
@@ -119,8 +120,14 @@ def main() -> None:
         print(v, res, flush=True)
     info = machine()
     fmt = lambda xs: ", ".join(f"{100 * x:+.1f}" for x in xs)  # noqa: E731
+    key = next((k for k in ("carbonate", "sofc") if k in args.name.lower()), None)
+    ours = ", ".join(f"{v} {100 * results[v]['matched']['max']:.1f} %" for v in ("ddim50", "coupled") if v in results)
+    paper = (f"max S2 error, {PAPER_S2_CARBONATE if key == 'carbonate' else PAPER_S2_SOFC}; ours (VF matched): {ours}" if key
+             else f"{NO_PAPER} (the paper's Table 1 has carbonate and SOFC only)")
     rows = [
         f"## L-MPDD variants: {args.name} (`bench/bench_lmpdd_variants.py`)",
+        "",
+        provenance(start=start, end=info, paper=paper),
         "",
         f"{args.n} volumes of {args.size}³ per variant from `{args.model_dir}` (seeds 1000…), reference `{Path(args.image).name}`, "
         f"paper S2 metric (cutoff {args.size // 2}, non-periodic); load avg {info['load_average_1min']}. Variants other than the first "
@@ -132,7 +139,7 @@ def main() -> None:
     for v, r in results.items():
         rows.append(f"| {v} | {r['latent_std']:.3f} | {100 * r['matched']['max']:.1f} % | {fmt(r['matched']['signed'])} | "
                     f"{100 * r['raw']['max']:.1f} % | {fmt(r['raw']['signed'])} | {', '.join(f'{x:.3f}' for x in r['raw']['vf'])} |")
-    save(f"lmpdd_variants_{args.name}", {"machine": info, "args": vars(args), "results": results}, "\n".join(rows))
+    save(f"lmpdd_variants_{args.name}", {"machine": info, "machine_start": start, "args": vars(args), "results": results}, "\n".join(rows))
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import PAPER_SPEED_64, machine, provenance, save  # noqa: E402
 
 PAPER = "MicroLad < 10 s per 64³ volume vs > 30 min for pixel-space multi-plane diffusion (> 180×; METHOD.md)"
+PAPER_S2 = "SOFC anode max S2 error: pixel-space MPDD 12.44 %, L-MPDD 10.81 % (Table 1)"
 GOAL_RATIO = 100.0
 
 
@@ -214,12 +215,11 @@ def main() -> None:
     md = [
         f"## Pixel-space baseline: {args.name} (`bench/bench_pixel_baseline.py`)",
         "",
-        f"One run on {started:%Y-%m-%d} ({started:%H:%M}–{finished:%H:%M} UTC), {info['cpu_count']} CPUs, torch "
-        f"{info['torch']} with {info['torch_threads']} thread for both, load average {info['load_average_1min']} at the start and "
-        f"{info_end['load_average_1min']} at the end (other jobs shared the CPUs, so wall times are inflated; process CPU seconds "
-        "are the steadier measure). Command: `python bench/bench_pixel_baseline.py "
-        f"{args.pixel_dir} {Path(args.image).name} --model {args.model} --n-ours {args.n_ours} --n-pixel {args.n_pixel[0]} "
-        f"{args.n_pixel[1]} --pixel-steps {args.pixel_steps[0]} {args.pixel_steps[1]} --ancestral-timed {args.ancestral_timed}`.",
+        provenance(start=info, end=info_end, threads=f"{info['torch_threads']} torch thread for ours and the baseline",
+                   paper=f"{PAPER_SPEED_64}; {PAPER_S2}; ours and the baseline's in the tables below"),
+        "",
+        "One run, everything in one process; when other jobs share the CPUs, wall times are inflated and process CPU "
+        "seconds are the steadier measure.",
         "",
         f"Ours: bundled `{args.model}` with `reconstruct` defaults (L-MPDD DDIM 25 with slice coupling, decode, one refinement "
         "pass, VF matched). Baseline (`bench/pixel_baseline.py`): the library's `UNet2D` on one-hot phase maps "

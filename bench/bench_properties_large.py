@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SHARED_DATA, machine, save  # noqa: E402
+from _common import NO_PAPER, RESULTS, SHARED_DATA, machine, provenance, save  # noqa: E402
 
 REFERENCE = """
 import json, sys, time, resource, warnings
@@ -87,6 +87,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[400, 512])
     ap.add_argument("--reference", action="store_true")
     args = ap.parse_args()
+    start = machine()
     rows, ref, reused = [], None, False
     previous = RESULTS / "properties_large.json"
     if not args.reference and previous.exists():
@@ -103,6 +104,10 @@ def main() -> None:
     m = machine()
     lines = [
         "## `microlad properties` on large volumes (`bench/bench_properties_large.py`)",
+        "",
+        provenance(start=start, end=m, threads="the CLI's default threads",
+                   paper=f"{NO_PAPER} (the paper measures no properties of volumes this large; its 256³ diffusivity "
+                         "control, 156 min on a GPU, is generation, not measurement)"),
         "",
         f"Default settings, the CLI in a fresh process per volume; {m['cpu_count']} CPUs shared with other jobs "
         "(load column: 1-min load average after the run, so wall times include waiting for the CPU; CPU s is the "
@@ -130,7 +135,7 @@ def main() -> None:
             + ", ".join(f"{a} {ref[a]['tau']:.4f} ({ref[a]['seconds']:.0f} s)" for a in "zyx")
             + "; grid solver minus reference: " + ", ".join(f"{d:+.3f} %" for d in diffs) + ".",
         ]
-    save("properties_large", {"machine": m, "rows": rows, "reference_pore_400": ref}, "\n".join(lines))
+    save("properties_large", {"machine": m, "machine_start": start, "rows": rows, "reference_pore_400": ref}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from microlad.defaults import RECONSTRUCT_STEPS  # noqa: E402
-from _common import machine, peak_rss_mib, save  # noqa: E402
+from _common import PAPER_SPEED_64, PAPER_SPEED_256, machine, peak_rss_mib, provenance, save  # noqa: E402
 
 
 def one_run(model_dir: str, size: int, steps: int, refine: int, average_axes: bool) -> dict:
@@ -46,6 +46,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(one_run(args.model_dir, args.sizes[0], args.steps, args.refine, args.average_axes)))
         return
+    start = machine()
     runs = []
     for size in args.sizes:
         # small volumes: cycled vs averaged orientations; large ones: the default K and K = 2
@@ -56,8 +57,12 @@ def main() -> None:
             runs.append(json.loads(out.strip().splitlines()[-1]))
             print(runs[-1], flush=True)
     info = machine()
+    ours = "; ".join(f"{r['size']}³ {r['seconds']} s" for r in runs if not r["average_axes"] and r["refine"] == args.refine)
     lines = [
         "## Reconstruction speed (`bench/bench_reconstruct.py`)",
+        "",
+        provenance(start=start, end=info, threads=f"{info['torch_threads']} torch thread(s) in each size's child process",
+                   paper=f"{PAPER_SPEED_64}; {PAPER_SPEED_256}; ours on this CPU (cycled, K = {args.refine}): {ours}"),
         "",
         f"Model `{args.model_dir}`; DDIM {args.steps} steps; one volume, model load excluded; "
         f"{info['cpu_count']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), load avg {info['load_average_1min']}.",
@@ -69,7 +74,7 @@ def main() -> None:
         goal = "≤ 10 s" if r["size"] <= 64 else "≤ 180 s, ≤ 4096 MiB"
         t = r["timings"]
         lines.append(f"| {r['size']}³ | {'3 (averaged)' if r['average_axes'] else '1 (cycled z→y→x)'} | {r['refine']} | {t['lmpdd']} | {t['decode']} | {t['refine']} | {r['seconds']} | {r['peak_rss_mib']} | {goal} |")
-    save("reconstruct", {"machine": info, "model": args.model_dir, "runs": runs}, "\n".join(lines))
+    save("reconstruct", {"machine": info, "machine_start": start, "model": args.model_dir, "runs": runs}, "\n".join(lines))
 
 
 if __name__ == "__main__":

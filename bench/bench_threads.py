@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, save  # noqa: E402
+from _common import NO_PAPER, machine, provenance, save  # noqa: E402
 
 BUSY = [sys.executable, "-c", "while True: pass"]
 
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--busy", type=int, default=1)
     args = ap.parse_args()
     cpus = os.cpu_count() or 1
+    start = machine()
     rows = []
     for busy in (0, args.busy):
         procs = [subprocess.Popen(BUSY) for _ in range(busy)]
@@ -70,6 +71,9 @@ def main() -> None:
     lines = [
         "## Threads under contention (`bench/bench_threads.py`)",
         "",
+        provenance(start=start, end=m, threads="the CLI's threads as in the table",
+                   paper=f"{NO_PAPER} (the paper's timings are on a GPU and say nothing about shared CPUs)"),
+        "",
         f"`microlad reconstruct {args.model} --shape {args.size} {args.size} {args.size}` as a fresh process (model load "
         f"included), median of {args.repeats} runs; {cpus} CPUs ({available_cores()} available), torch {m['torch']}. "
         f"'busy 1': one `python -c \"while True: pass\"` beside it. `--threads {cpus}` is what torch uses without the "
@@ -84,7 +88,7 @@ def main() -> None:
     lines.append("")
     lines.append("Default policy (README, 'Threads'): `--threads`, else `$OMP_NUM_THREADS`, else "
                  "max(1, min(cores - 1, cores - busy)), 1 for volumes up to 32³. Goal: busy/quiet ≤ 2x with the default.")
-    save("threads", {"machine": m, "rows": rows}, "\n".join(lines))
+    save("threads", {"machine": m, "machine_start": start, "rows": rows}, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, model_image_parser, save  # noqa: E402
+from _common import NO_PAPER, machine, model_image_parser, provenance, save  # noqa: E402
 
 
 def main() -> None:
@@ -30,6 +30,7 @@ def main() -> None:
     from microlad.io import read_image
     from microlad.model import load_model
 
+    start = machine()
     model = load_model(args.model_dir)
     rep = model.training_stats.report
     ref = read_image(args.image).labels
@@ -44,8 +45,12 @@ def main() -> None:
     t = rep.time_s
     losses = rep.final_losses
     acc = rep.vae_reconstruction
+    info = machine()
     rows = [
         f"## Training: {args.name} (`microlad train`, summarised by `bench/bench_training.py`)",
+        "",
+        provenance(start=start, end=info, paper=f"{NO_PAPER} (the paper states no training time or 2D-prior S2 error)")
+        + " (Machine, load and date: this summary's run; the training run's load and threads: the note below.)",
         "",
         f"Input `{Path(args.image).name}`; patch {size}, batch {rep.batch}, VAE {rep.steps['vae']} steps, "
         f"latent DDPM {rep.steps['ldm']} steps, seed {rep.seed}, device {rep.device}. {args.note}",
@@ -61,7 +66,7 @@ def main() -> None:
         f"2D prior ({args.samples} DDIM-50 samples of {size}²) vs the training image: VF {', '.join(f'{v:.3f}' for v in vf_s)} "
         f"(image {', '.join(f'{v:.3f}' for v in vf_r)}); S2 error per phase {', '.join(f'{e * 100:.1f} %' for e in err)}.",
     ]
-    save(f"training_{args.name}", {"machine": machine(), "report": rep.to_dict(), "prior_s2_error": err, "prior_vf": vf_s.tolist(),
+    save(f"training_{args.name}", {"machine": info, "machine_start": start, "report": rep.to_dict(), "prior_s2_error": err, "prior_vf": vf_s.tolist(),
                                    "image_vf": vf_r.tolist()}, "\n".join(rows))
 
 

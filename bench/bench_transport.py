@@ -26,7 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, machine, peak_rss_mib, save  # noqa: E402
+from _common import NO_PAPER, SHARED_DATA, machine, peak_rss_mib, provenance, save  # noqa: E402
+
+PAPER = (f"{NO_PAPER} (the paper's property solver is a dense 2D FEM on 64² slices inside guidance; it reports "
+         "no solver timings and no τ of a 3D rock)")
 
 
 def _timed(fn):
@@ -110,9 +113,11 @@ def bench_2d(batch: int = 64, repeats: int = 20) -> dict:
             "batch_seconds": round(wall_b, 3), "load_1min": round(max(load, load_b), 2)}
 
 
-def markdown(m: dict, rows: list[dict], two_d: dict) -> str:
+def markdown(m: dict, rows: list[dict], two_d: dict, end: dict) -> str:
     lines = [
         "## Transport solver (microlad.physics) vs TauFactor",
+        "",
+        provenance(start=m, end=end, paper=PAPER),
         "",
         f"CPU count {m['cpu_count']}, torch {m['torch']}, numpy {m['numpy']}, python {m['python']}; "
         f"TauFactor `Solver(device='cpu')` on {rows[0].get('taufactor', {}).get('threads', '-')} torch thread(s), "
@@ -169,7 +174,9 @@ def main() -> None:
     m["max_load_1min"] = max(loads + [two_d["load_1min"], os.getloadavg()[0]])
     m["peak_rss_mib"] = round(peak_rss_mib(), 1)
     data = {"machine": m, "berea": rows, "two_d": two_d, "goal": "speed-up >= 3x vs TauFactor, |dtau| <= 1 %"}
-    save("transport", data, markdown(m, rows, two_d))
+    end = machine()
+    data["machine_end"] = end
+    save("transport", data, markdown(m, rows, two_d, end))
 
 
 if __name__ == "__main__":

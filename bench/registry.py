@@ -1,0 +1,159 @@
+"""Which command writes which results snippet (``bench/results/NAME.md``), and what it costs.
+
+``python bench/run_all.py --list`` prints this registry and ``--rerun NAME`` runs an entry's
+command, then rebuilds BENCHMARKS.md. Commands are written as typed from the repository root;
+``$DATA`` stands for the shared data folder (``$MICROLAD_SHARED_DATA``, default
+``../shared/data``) and is expanded before running. Each command was recovered from the
+snippet's own text, its JSON (``args``, ``command``), the script's defaults and the commit that
+added it; where a detail was not recorded, the entry's ``note`` says what was assumed.
+
+``minutes``: rough wall time on the 2-core project machine (from the recorded run where there
+is one); ``--skip-slow`` leaves out entries above :data:`SLOW_MINUTES`. ``setup``: commands run
+first (inputs the command reads). ``needs``: paths outside the repository the command reads
+(model directories of earlier sessions, shared data the script reads by default; the ``$DATA``
+files a command names count too); when one is missing the entry is skipped with a one-line message. ``stale``: set when no command reproduces the snippet anymore (the code it
+measured is gone); the command is kept as a record of how it was made, and ``--rerun`` skips it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SLOW_MINUTES = 15.0
+
+SOFC = "$DATA/2d/sofc_anode_1024.tif"
+CARBONATE = "$DATA/2d/carbonate_256.npy"
+BEREA = "$DATA/3d/berea_400.npz"  # read by default by the scripts that take no data argument
+SOFC_MODEL = "src/microlad/assets/models/sofc-anode"
+CARBONATE_MODEL = "src/microlad/assets/models/carbonate"
+OLD_CARBONATE = "/work/runs/carbonate"
+OLD_CARBONATE_NOTE = ("/work/runs/carbonate is a carbonate model of an earlier session, not in the repository (the bundled "
+                      "`carbonate`, trained 2026-12-03 with --ldm-steps 4000, is a different model: the same command with "
+                      f"{CARBONATE_MODEL} would measure it, not reproduce this table)")
+PIXEL_DIR = "/work/runs/pixel_baseline"
+PIXEL_NOTE = (f"{PIXEL_DIR} is the pixel-space baseline, not in the repository; make it first with "
+              f"`python bench/pixel_baseline.py {SOFC} {PIXEL_DIR}` (a 1213 CPU-s training budget: 42 min wall at load ~3.5)")
+RULE_CAP1 = ("measured the first balance rule (gain capped at 1), replaced by rule G (microlad.guidance.balance); "
+             "the same command now measures rule G")
+RULE_GAIN4 = ("measured the intermediate linear gain-4 balance rule, replaced by rule G (microlad.guidance.balance); "
+              "the same command now measures rule G")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One results snippet and the command that writes it."""
+
+    name: str
+    command: str
+    minutes: float
+    setup: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    stale: str = ""
+    note: str = ""
+
+    @property
+    def slow(self) -> bool:
+        return self.minutes > SLOW_MINUTES
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Paths outside the repository the entry reads: ``needs`` and the ``$DATA`` files its commands name."""
+        data = [t for cmd in (*self.setup, self.command) for t in cmd.split() if t.startswith("$DATA/")]
+        return tuple(dict.fromkeys([*self.needs, *data]))
+
+    @property
+    def script(self) -> str:
+        """The bench script the command runs (``bench/NAME.py``)."""
+        return self.command.split()[1]
+
+
+def _guidance(name: str, args: str, minutes: float, *, model: str = "sofc-anode", image: str = SOFC, stale: str = "",
+              needs: tuple[str, ...] = (), note: str = "") -> Entry:
+    cmd = f"python bench/bench_guidance.py {model} {image} --name {name.removeprefix('guidance_')} {args}"
+    return Entry(name, cmd, minutes, needs=needs, stale=stale, note=note)
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry("transport", "python bench/bench_transport.py", 7, needs=(BEREA,),
+          note="Berea 128³ and 200³, three axes, TauFactor on 1 thread (the defaults); TauFactor takes most of the time"),
+    Entry("grid_solver", "python bench/bench_grid_solver.py", 2, needs=(BEREA,), note="Berea 200³, both phases; peak RSS ~2.6 GiB (AMG)"),
+    Entry("threads", "python bench/bench_threads.py", 6,
+          note="8 fresh `microlad reconstruct` runs of 64³; uses every core and starts one busy process on purpose"),
+    Entry("properties_large", "python bench/bench_properties_large.py", 8, needs=(BEREA,),
+          note="Berea 400³ and 512³ through `microlad properties`; peak RSS ~3.5 GiB; reuses the AMG reference stored in "
+               "properties_large.json (add --reference to re-measure it: +5 min, ~6 GiB)"),
+    Entry("training_sofc_default",
+          f"python bench/bench_training.py {SOFC_MODEL} {SOFC} --name sofc_default --note 'Default settings, 1 torch thread "
+          "(the CLI default on this 2-core machine), trained while other jobs shared the CPU (load average about 2).'", 2,
+          note="summarises the training report stored in the bundled sofc-anode model (the original run's model directory "
+               "was not recorded; its report has the same timings and losses); the training itself is not rerun: "
+               f"`microlad train {SOFC} --out DIR` (20 min)"),
+    Entry("training_carbonate",
+          f"python bench/bench_training.py {CARBONATE_MODEL} {CARBONATE} --name carbonate --note 'Bundled model `carbonate` "
+          "(src/microlad/assets/models/carbonate). LDM steps raised to 4000 (--ldm-steps 4000); 1 torch thread; trained "
+          "while four other jobs shared the 2 cores (load average 4-8), hence the long wall time.'", 2,
+          note="summarises the training report stored in the bundled carbonate model; the training itself is not rerun: "
+               f"`microlad train {CARBONATE} --ldm-steps 4000 --out DIR` (105 min at load 4-8)"),
+    Entry("reconstruct", f"python bench/bench_reconstruct.py {SOFC_MODEL}", 6,
+          note="64³ cycled and averaged, 256³ at K = 1 and 2, each in its own process on every core"),
+    Entry("fidelity_sofc", f"python bench/bench_fidelity.py {SOFC_MODEL} {SOFC} --name sofc", 4),
+    Entry("fidelity_carbonate", f"python bench/bench_fidelity.py {CARBONATE_MODEL} {CARBONATE} --name carbonate", 7),
+    Entry("fidelity_carbonate_n30",
+          f"python bench/bench_fidelity.py {OLD_CARBONATE} {CARBONATE} --name carbonate_n30 -n 30 --seed 3000", 14,
+          needs=(OLD_CARBONATE,), note=OLD_CARBONATE_NOTE),
+    Entry("fidelity_carbonate_seed2000",
+          f"python bench/bench_fidelity.py {OLD_CARBONATE} {CARBONATE} --name carbonate_seed2000 --seed 2000", 5,
+          needs=(OLD_CARBONATE,), note=OLD_CARBONATE_NOTE),
+    Entry("fidelity_carbonate_seed4000",
+          f"python bench/bench_fidelity.py {OLD_CARBONATE} {CARBONATE} --name carbonate_seed4000 --seed 4000", 5,
+          needs=(OLD_CARBONATE,), note=OLD_CARBONATE_NOTE),
+    Entry("fine_scale_sofc", f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --name sofc", 25,
+          note="7 variants × 6 volumes of 64³ on 1 torch thread (the recorded run: 24.7 min)"),
+    Entry("groundtruth_berea", "python bench/bench_groundtruth.py /work/runs/berea_default", 12,
+          needs=("/work/runs/berea_default", BEREA),
+          note="/work/runs/berea_default is the Berea model of 2026-11-22, not in the repository; bench/models/berea-default "
+               "(default settings, trained 2026-12-03 for this bench) is in the repository but has other weights: "
+               "`python bench/bench_groundtruth.py bench/models/berea-default` measures it, it does not reproduce this table"),
+    Entry("groundtruth_berea_steps50",
+          "python bench/bench_groundtruth.py /work/runs/berea_default --steps 50 --name berea_steps50", 12,
+          needs=("/work/runs/berea_default", BEREA),
+          note="as groundtruth_berea: the model directory is not in the repository; bench/models/berea-default is a "
+               "different model"),
+    Entry("lmpdd_variants_sofc", f"python bench/bench_lmpdd_variants.py {SOFC_MODEL} {SOFC} --name sofc", 10,
+          note="13 sampler variants × 4 volumes of 64³"),
+    Entry("pixel_baseline",
+          f"python bench/bench_pixel_baseline.py {PIXEL_DIR} {SOFC} --model sofc-anode --n-ours 3 --n-pixel 3 2 "
+          "--pixel-steps 25 100 --ancestral-timed 20", 9, needs=(PIXEL_DIR,), note=PIXEL_NOTE),
+    Entry("pixel_baseline_ddpm1000", f"python bench/bench_pixel_ddpm_full.py {PIXEL_DIR} {SOFC} --seed 1000", 23,
+          needs=(PIXEL_DIR,), note=PIXEL_NOTE + "; reads ours from pixel_baseline.json"),
+    _guidance("guidance_sofc_partial_vf_s2", "--sets vf,s2 --seeds 3", 18, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_sa", "--sets sa --phases 0 --seeds 3", 5, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_deff", "--sets deff --phases 0 --deff-factors 1.5 --seeds 2", 5, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_vf2_steps100", "--sets vf --phases 2 --seeds 3 --steps 100", 7, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_deff_half", "--sets deff --phases 0 --deff-factors 0.5 --seeds 2", 4, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_s2_w3", "--sets s2 --seeds 3 --weight s2=3", 4, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_sa_w3", "--sets sa --phases 0 --seeds 3 --weight sa=3", 4, stale=RULE_CAP1),
+    _guidance("guidance_sofc_partial_s2_steps120", "--sets s2 --seeds 3 --steps 120", 6, stale=RULE_CAP1),
+    _guidance("guidance_sofc_gain4_sa", "--sets sa --phases 0 --seeds 3", 6, stale=RULE_GAIN4),
+    _guidance("guidance_sofc_gain4_vf", "--sets vf --seeds 3", 14, stale=RULE_GAIN4),
+    _guidance("guidance_carbonate_partial_vf", "--sets vf --phases 1 --seeds 3", 3, model=OLD_CARBONATE, image=CARBONATE,
+              needs=(OLD_CARBONATE,),
+              note="/work/runs/carbonate, not in the repository; whether it held the weights later bundled as `carbonate` "
+                   "was not recorded, so the bundled model is not substituted"),
+    _guidance("guidance_sofc_loggain_vf01", "--sets vf --phases 0 1 --seeds 3", 6),
+    _guidance("guidance_sofc_loggain_sa", "--sets sa --phases 0 --seeds 3", 4),
+    _guidance("guidance_sofc_loggain_vf2", "--sets vf --phases 2 --seeds 3", 3),
+    _guidance("guidance_sofc_loggain_s2", "--sets s2 --seeds 3", 3),
+    Entry("evaluate", f"python bench/bench_evaluate.py /tmp/ev_vols --reference {SOFC}", 3,
+          setup=("microlad reconstruct sofc-anode --shape 64 64 64 -n 10 --out /tmp/ev_vols --overwrite --no-progress",),
+          note="the first run recorded neither its volumes' seed nor the 'image + model' row's reference image; the CLI's "
+               "default seed (0) and the model's training image, used here, reproduce its S2 errors (1.29 %, 2.43 %)"),
+)
+
+# Hand-kept snippets: text written by hand around the measured tables, no command of their own.
+HAND_KEPT: dict[str, str] = {
+    "design_measurements": "figures moved from docstrings; measured once when the code was written, no script",
+    "fine_scale_findings": "findings around fine_scale_sofc, from scratch runs whose scripts were not kept",
+    "guidance": "the guidance section's narrative and status table, over the guidance_* snippets",
+}
+
+REGISTRY: dict[str, Entry] = {e.name: e for e in ENTRIES}
