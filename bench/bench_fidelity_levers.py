@@ -30,9 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
-
-RESULTS = Path(__file__).resolve().parent / "results"
+from _common import NO_PAPER, SHARED_DATA, machine, provenance, save  # noqa: E402
 
 
 def fuse(per_axis, mode):
@@ -113,7 +111,8 @@ def truth_stats(path, phase, size, with_tau):
                 if with_tau:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        r["tau"] = float(np.mean([solve_transport(sub, phase=phase, axis=a, method="grid").tortuosity for a in range(3)]))
+                        for a, name in enumerate("zyx"):
+                            r[f"tau_{name}"] = float(solve_transport(sub, phase=phase, axis=a, method="grid").tortuosity)
                 rows.append(r)
     return {k: (float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows], ddof=1))) for k in rows[0]}
 
@@ -149,7 +148,7 @@ def main() -> None:
     variants = args.variants.split(",")
     with_tau = not args.no_tau
     rows = {v: [] for v in variants}
-    t_start = time.time()
+    t_start, start = time.time(), machine()
     for i in range(args.n):
         seed = args.seed + i
         gen = torch.Generator().manual_seed(seed)
@@ -171,26 +170,54 @@ def main() -> None:
             m.update(extra, seconds=time.time() - t0)
             rows[v].append(m)
             print(seed, v, json.dumps({k: (np.round(val, 4).tolist() if not isinstance(val, str) else val) for k, val in m.items()}), flush=True)
-    truth = truth_stats(args.truth, args.phase, args.size, with_tau) if args.truth else None
+    truth_path = args.truth and (args.truth if Path(args.truth).exists() else str(SHARED_DATA / "3d" / args.truth))
+    truth = truth_stats(truth_path, args.phase, args.size, with_tau) if args.truth else None
     meta = {"model": args.model, "truth": args.truth, "phase": args.phase, "n": args.n, "size": args.size,
             "seeds": f"{args.seed}..{args.seed + args.n - 1}", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "wall_s": time.time() - t_start, "command": "python bench/bench_fidelity_levers.py " + " ".join(sys.argv[1:]),
             "stereological_ssa": (4 / math.pi * ref_la).tolist()}
-    (RESULTS / f"levers_{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "truth": truth}, indent=1))
-    print(json.dumps(summary(rows, truth, meta), indent=1))
+    data = {"meta": meta, "rows": rows, "truth": truth}
+    save(f"levers_{args.name}", data, markdown(args, data, start))
 
 
-def summary(rows, truth, meta):
-    out = {}
+def _pm(rs, key, index=None, scale=1.0, fmt="{:.3g}"):
+    a = np.asarray([r[key] if index is None else r[key][index] for r in rs], dtype=float) * scale
+    a = a[np.isfinite(a)]
+    if not len(a):
+        return "–"
+    se = a.std(ddof=1) / math.sqrt(len(a)) if len(a) > 1 else float("nan")
+    return f"{fmt.format(a.mean())} ± {fmt.replace('+', '').format(se)}" + (f" ({len(a)})" if len(a) < len(rs) else "")
+
+
+def markdown(args, data, start) -> str:
+    meta, rows, truth = data["meta"], data["rows"], data["truth"]
+    p = len(meta["stereological_ssa"])
+    ph = args.phase
+    L = [f"## Fidelity levers: {args.name} (`bench/bench_fidelity_levers.py`)", "",
+         provenance(start=start, end=meta["machine"], paper=f"{NO_PAPER} (the paper reports only the summed S2 error; "
+                    "it names surface area and connectivity as what 2D data may miss)"), "",
+         f"Model `{args.model}`; {args.n} × {args.size}³ volumes (seeds {meta['seeds']}), every variant finishing the same "
+         "L-MPDD latent. Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
+         "pooled) relative to the training images' (stored in the model), per phase. SA: 3D surface area of phase "
+         f"{ph} (marching cubes, 1/voxel); the stereological value from the training images is 4/π·L_A = "
+         f"{meta['stereological_ssa'][ph]:.4f}. Spanning: fraction of phase {ph} in clusters touching both faces, mean over "
+         f"axes. τ: tortuosity of phase {ph} along z / y / x (grid solver; non-spanning axes left out, count in brackets).", ""]
+    head = f"| variant | perimeter (per phase, %) | SA | 2D clusters per 1000 px² (phase {ph}) | spanning | τ z | τ y | τ x | σ (voxels) | s (finish + measures) |"
+    L += [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for v, rs in rows.items():
-        d = {}
-        for key in rs[0]:
-            a = np.asarray([r[key] for r in rs], dtype=float)
-            d[key] = (np.nanmean(a, 0).round(4).tolist(), (np.nanstd(a, 0, ddof=1) / math.sqrt(len(a))).round(4).tolist() if len(a) > 1 else None)
-        out[v] = d
-    out["truth"] = truth
-    out["stereological_ssa"] = meta["stereological_ssa"]
-    return out
+        per = " / ".join(_pm(rs, "perimeter", q, 100, "{:+.1f}") for q in range(p))
+        span = _pm([{"s": float(np.mean(r["span"]))} for r in rs], "s")
+        taus = [_pm(rs, "tau", a) if "tau" in rs[0] else "–" for a in range(3)]
+        sig = _pm(rs, "sigma") if "sigma" in rs[0] else "0"
+        L.append(f"| {v} | {per} | {_pm(rs, 'ssa', ph, 1, '{:.4f}')} | {_pm(rs, 'clusters', ph, 1000)} | {span} | "
+                 f"{' | '.join(taus)} | {sig} | {_pm(rs, 'seconds', None, 1, '{:.0f}')} |")
+    if truth:
+        t = truth
+        L.append(f"| **truth** ({args.size}³ sub-volumes of `{Path(args.truth).name}`, mean ± std) | – | "
+                 f"{t['ssa'][0]:.4f} ± {t['ssa'][1]:.4f} | – | {t['span'][0]:.3f} ± {t['span'][1]:.3f} | "
+                 + (" | ".join(f"{t[k][0]:.2f} ± {t[k][1]:.2f}" for k in ("tau_z", "tau_y", "tau_x")) + " | – | – |"
+                    if "tau_z" in t else "– | – | – | – | – |"))
+    return "\n".join(L)
 
 
 if __name__ == "__main__":

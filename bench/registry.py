@@ -107,7 +107,17 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_fidelity.py {OLD_CARBONATE} {CARBONATE} --name carbonate_seed4000 --seed 4000", 5,
           needs=(OLD_CARBONATE,), note=OLD_CARBONATE_NOTE),
     Entry("fine_scale_sofc", f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --name sofc", 25,
-          note="7 variants × 6 volumes of 64³ on 1 torch thread (the recorded run: 24.7 min)"),
+          note="7 variants × 6 volumes of 64³ on 1 torch thread (the recorded run: 24.7 min); recorded before the "
+               "perimeter-calibrated smoothing: its `default` row is today's `unsmoothed` variant"),
+    Entry("fine_scale_sofc_smoothing",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants default,unsmoothed --name sofc_smoothing", 4,
+          note="the default (smoothed) finish vs the same volumes unsmoothed, 10 × 64³"),
+    Entry("fine_scale_carbonate_smoothing",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants default,unsmoothed --name carbonate_smoothing", 3),
+    Entry("levers_berea",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+          "--variants default,smooth --name berea", 20, needs=(BEREA,),
+          note="8 × 128³ reconstructions of the committed Berea model, unsmoothed and smoothed, against the rock's 27 sub-volumes"),
     Entry("groundtruth_berea", "python bench/bench_groundtruth.py /work/runs/berea_default", 12,
           needs=("/work/runs/berea_default", BEREA),
           note="/work/runs/berea_default is the Berea model of 2026-11-22, not in the repository; bench/models/berea-default "

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, ROOT, SHARED_DATA  # noqa: E402
 from registry import HAND_KEPT, REGISTRY, SLOW_MINUTES, Entry  # noqa: E402
 
-ORDER = ["transport", "training*", "reconstruct", "fidelity*", "fine_scale_[!f]*", "fine_scale_findings", "groundtruth*",
+ORDER = ["transport", "training*", "reconstruct", "fidelity*", "fine_scale_[!f]*", "fine_scale_findings", "levers*", "groundtruth*",
          "pixel_baseline*", "guidance*", "evaluate*"]
 # hand-kept sections (figures measured once when the code was written, no script of their own): last
 TAIL = ["design_measurements"]
