@@ -207,3 +207,23 @@ def test_model_generate_method_forwards(tiny_model, one_torch_thread):
     a = tiny_model.generate((8, 8, 8), {"vf:1": 0.5}, seed=2, steps=3, lmpdd_steps=2, progress=False)[0]
     b = generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, seed=2, steps=3, lmpdd_steps=2, progress=False)[0]
     assert np.array_equal(a.labels, b.labels)
+
+
+def test_finish_smoothing_width_is_calibrated_once_on_the_start_and_kept(sofc_model, one_torch_thread, monkeypatch):
+    import microlad.reconstruct.smoothing as smoothing
+
+    calls = []
+    real = smoothing.calibrate_sigma
+
+    def counting(*args, **kwargs):
+        calls.append(real(*args, **kwargs))
+        return calls[-1]
+
+    monkeypatch.setattr(smoothing, "calibrate_sigma", counting)
+    # three calibrations (steps 0, 2, 4) and the final finish: four finishes, one calibration of σ
+    res = generate(sofc_model, (16, 16, 16), ["vf:1=0.40"], steps=6, calibrate_every=2, lmpdd_steps=5, seed=0, progress=False)[0]
+    assert len(calls) == 1
+    assert res.smoothing_sigma == pytest.approx(calls[0])
+    off = generate(sofc_model, (16, 16, 16), ["vf:1=0.40"], steps=6, calibrate_every=2, lmpdd_steps=5, seed=0, progress=False,
+                   smooth=False)[0]
+    assert len(calls) == 1 and off.smoothing_sigma == 0.0

@@ -89,3 +89,26 @@ def test_calibration_leaves_a_structure_that_is_not_rougher_than_the_reference_a
     assert calibrate_sigma(probs, rough_reference, lambda q: q) == 0.0
     out, sigma = smooth_to_perimeter(probs, None)
     assert sigma == 0.0 and out is probs
+
+
+def test_default_reconstruction_has_the_training_slice_perimeter(one_torch_thread):
+    """The bundled SOFC model's unsmoothed volumes are rougher than its training images; the
+    default (smoothed) ones have the training perimeter, measured independently of the
+    calibration's slice subset (every slice of every axis)."""
+    from microlad.bundled import resolve_model
+    from microlad.model import load_model
+
+    model = load_model(resolve_model("sofc-anode"))
+    reference = list(model.training_stats.specific_surface_area)
+    kw = dict(seed=7, steps=8, progress=False)
+    rough = model.reconstruct((32, 32, 32), smooth=False, **kw)[0]
+    smooth = model.reconstruct((32, 32, 32), **kw)[0]
+    assert rough.smoothing_sigma == 0.0 and smooth.smoothing_sigma > 0.0
+    before = perimeter_ratio(rough.labels, reference, slices_per_axis=32)
+    after = perimeter_ratio(smooth.labels, reference, slices_per_axis=32)
+    assert before > 1.03
+    assert abs(after - 1.0) < 0.02 and abs(after - 1.0) < abs(before - 1.0)
+    # fractions are still the training ones
+    vf = np.bincount(smooth.labels.ravel(), minlength=3) / smooth.labels.size
+    np.testing.assert_allclose(vf, model.training_stats.fractions(), atol=0.01)
+    assert np.array_equal(smooth.labels, model.reconstruct((32, 32, 32), **kw)[0].labels)
