@@ -114,6 +114,9 @@ ENTRIES: tuple[Entry, ...] = (
           note="the default (smoothed) finish vs the same volumes unsmoothed, 10 × 64³"),
     Entry("fine_scale_carbonate_smoothing",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants default,unsmoothed --name carbonate_smoothing", 3),
+    Entry("fine_scale_carbonate_prior",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 2 --variants prior_2d --name carbonate_prior", 1,
+          note="the carbonate 2D prior alone: 2 × 64 decoded 64² samples against 64² patches of the image"),
     Entry("levers_berea",
           "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
           "--variants default,smooth --name berea", 20, needs=(BEREA,),
