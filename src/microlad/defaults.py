@@ -20,6 +20,7 @@ RECONSTRUCT_SMOOTH = True
 """Perimeter-calibrated smoothing before labelling (``smooth``): a Gaussian blur of the
 voxel probabilities whose width is set per volume so the slices have the training images'
 boundary length per area (:mod:`microlad.reconstruct.smoothing`). Chosen because without it
-the slices are 6–50 % rougher than the training images, the 3D surface area exceeds the
-stereological value and the volumes hold thousands of isolated specks (BENCHMARKS.md,
-"Fidelity levers")."""
+the slices of the bundled SOFC model and of a Berea model are rougher than their training
+images, the 3D surface area exceeds the stereological value and the volumes hold many
+isolated specks; it leaves volumes that are not rougher than the images unchanged
+(BENCHMARKS.md, "Fidelity levers" and the fine-scale findings)."""

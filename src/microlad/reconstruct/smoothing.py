@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAX_SIGMA", "blur_probabilities", "perimeter_ratio", "calibrate_sigma", "TOLERANCE", "smooth_to_perimeter"]
+__all__ = ["MAX_SIGMA", "CALIBRATION_SIDE", "central_block", "blur_probabilities", "perimeter_ratio", "calibrate_sigma", "TOLERANCE", "smooth_to_perimeter"]
 
 MAX_SIGMA = 3.0
-"""Largest Gaussian width tried, in voxels (most volumes need < 1.5)."""
+"""Largest Gaussian width tried, in voxels (the widths the bundled models need are in
+BENCHMARKS.md)."""
 
 TOLERANCE = 0.005
 """Calibration stops when the slice perimeter is within 0.5 % of the training images'."""
@@ -36,9 +37,13 @@ TOLERANCE = 0.005
 MAX_EVALUATIONS = 8
 """At most this many trial widths per volume (typically 4-5 are needed)."""
 
+CALIBRATION_SIDE = 64
+"""σ is calibrated on the central block of at most this many voxels per side, then applied
+to the whole volume: a block this size pins σ about as well as the whole volume, at a
+fraction of the cost (BENCHMARKS.md, "Design measurements")."""
+
 SLICES_PER_AXIS = 16
-"""Slices per axis measured during calibration (evenly spaced): enough for a mean L_A
-within about 1 % at 64³ and above, and cheap at 256³."""
+"""Slices per axis measured during calibration (evenly spaced)."""
 
 
 def blur_probabilities(probs: torch.Tensor, sigma: float, *, periodic: bool = False) -> torch.Tensor:
@@ -54,20 +59,23 @@ def blur_probabilities(probs: torch.Tensor, sigma: float, *, periodic: bool = Fa
     kernel = torch.exp(-0.5 * (k / sigma) ** 2)
     kernel = kernel / kernel.sum()
     mode = "circular" if periodic else "replicate"
-    x = probs.unsqueeze(1)  # (P, 1, Z, Y, X)
-    for dim in range(3):
-        n = x.shape[2 + dim]
-        h = min(half, n - 1) if not periodic else min(half, n)
-        if h < 1:
-            continue
-        kk = kernel[half - h: half + h + 1]
-        kk = kk / kk.sum()
-        pad = [0, 0, 0, 0, 0, 0]
-        pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = h
-        shape = [1, 1, 1, 1, 1]
-        shape[2 + dim] = -1
-        x = F.conv3d(F.pad(x, pad, mode=mode), kk.view(shape))
-    return x.squeeze(1)
+    out = torch.empty_like(probs)
+    for p in range(probs.shape[0]):  # one phase at a time bounds the temporaries
+        x = probs[p][None, None]  # (1, 1, Z, Y, X)
+        for dim in range(3):
+            n = x.shape[2 + dim]
+            h = min(half, n - 1) if not periodic else min(half, n)
+            if h < 1:
+                continue
+            kk = kernel[half - h: half + h + 1]
+            kk = kk / kk.sum()
+            pad = [0, 0, 0, 0, 0, 0]
+            pad[2 * (2 - dim)] = pad[2 * (2 - dim) + 1] = h
+            shape = [1, 1, 1, 1, 1]
+            shape[2 + dim] = -1
+            x = F.conv3d(F.pad(x, pad, mode=mode), kk.view(shape))
+        out[p] = x[0, 0]
+    return out
 
 
 def _spaced(n: int, count: int) -> np.ndarray:
@@ -149,6 +157,16 @@ def calibrate_sigma(
     return min(tried, key=lambda k: abs(tried[k]))
 
 
+def central_block(probs: torch.Tensor, side: int = CALIBRATION_SIDE) -> torch.Tensor:
+    """The central block of (P, Z, Y, X) ``probs`` with at most ``side`` voxels per axis (a view)."""
+    out = probs
+    for dim in (1, 2, 3):
+        n = out.shape[dim]
+        if n > side:
+            out = out.narrow(dim, (n - side) // 2, side)
+    return out
+
+
 def smooth_to_perimeter(
     probs: torch.Tensor,
     reference: Sequence[float] | None,
@@ -163,11 +181,13 @@ def smooth_to_perimeter(
     ``probs`` unchanged with σ = 0). ``label``: see :func:`calibrate_sigma` (default:
     identity). ``sigma``: use this width instead of calibrating (guidance keeps the σ of
     its start volume so the rendering of latents to labels stays fixed during a run).
+    σ is calibrated on the central block (:data:`CALIBRATION_SIDE`) of large volumes.
     Returns ``(label(blurred probs), σ)``.
     """
     label = label or (lambda q: q)
     if sigma is None:
         if reference is None:
             return label(probs), 0.0
-        sigma = calibrate_sigma(probs, reference, label, periodic=periodic)
+        block = central_block(probs)
+        sigma = calibrate_sigma(block, reference, label, periodic=periodic and block.shape == probs.shape)
     return label(blur_probabilities(probs, sigma, periodic=periodic)), float(sigma)
