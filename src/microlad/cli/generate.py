@@ -30,6 +30,7 @@ def generate(
     calibrate_every: Optional[int] = typer.Option(None, "--calibrate-every", help="Re-measure the finished volume every k steps (default steps/3; 0: only at the start)."),
     lmpdd_steps: int = typer.Option(RECONSTRUCT_STEPS, "--lmpdd-steps", help="DDIM steps of the starting L-MPDD sample."),
     refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes in the finish."),
+    exact_vf: bool = typer.Option(True, "--exact-vf/--no-exact-vf", help="After the last step, move the decision thresholds so vf targets are met exactly (the sidecar keeps what guidance reached before, 'before_settle'); --no-exact-vf: leave them as guidance left them."),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Perimeter-calibrated smoothing in the finish, as reconstruct does (its width is set on the start volume and kept)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
@@ -77,7 +78,7 @@ def generate(
 
     run(
         model, dims, target, n=n, seed=seed, steps=steps, weights=weight, lr=lr, property_every=property_every,
-        calibrate_every=calibrate_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, periodic=periodic,
+        calibrate_every=calibrate_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, periodic=periodic,
         memory_budget=memory_mb << 20, progress=progress, indices=mine, on_volume=write,
     )
     who = f"rank {rank}/{world}: " if world > 1 else ""

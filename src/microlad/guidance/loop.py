@@ -21,7 +21,16 @@ One run, per volume:
    to the training images' slice perimeter and then kept, so the map from latent to
    labels stays fixed during the run and a surface-area target is not undone.
 
-Phase-fraction matching in the finish (``match_vf``): off by default, so nothing silently
+Volume-fraction targets are settled exactly in the final finish (``exact_vf``, default on):
+SDS brings a VF target to within about 0.01 and the last calibration's offset can drift by
+that much, so after the last step the decision thresholds are moved (the same threshold
+matching as ``reconstruct``'s, on the closest calls only) so that every targeted phase has
+its target fraction and the other phases keep their relative shares. The calibrations
+during the run never do this (they must see what guidance itself achieved), and each VF
+term reports the fraction guidance reached before settling (``before_settle``). Every
+other target is measured after settling.
+
+Phase-fraction matching to the training fractions (``match_vf``): off by default, so nothing silently
 undoes a VF, surface-area, S2 or transport target (guidance itself moves the fractions:
 S2(0) is the VF). ``match_vf=True`` (training fractions) or explicit fractions apply
 ``reconstruct``'s threshold matching after decoding and after refinement; together with a
@@ -49,6 +58,7 @@ from microlad.guidance.surrogate import axis_volume, cell_slices
 from microlad.guidance.targets import Target, parse_targets, parse_weights, validate_targets
 from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume, smooth_probabilities
 from microlad.reconstruct._chunks import channels_last
+from microlad.reconstruct.decode import match_fractions
 
 __all__ = ["GuidanceOptions", "generate", "prepare"]
 
@@ -68,6 +78,7 @@ class GuidanceOptions:
     lmpdd_steps: int = RECONSTRUCT_STEPS
     refine: int = RECONSTRUCT_REFINE
     smooth: bool = RECONSTRUCT_SMOOTH
+    exact_vf: bool = True
     periodic: bool = False
     memory_budget: int | None = None
     progress: bool = True
@@ -134,6 +145,7 @@ def generate(
     lmpdd_steps: int = RECONSTRUCT_STEPS,
     refine: int = RECONSTRUCT_REFINE,
     smooth: bool = RECONSTRUCT_SMOOTH,
+    exact_vf: bool = True,
     match_vf: bool | Sequence[float] | None = None,
     periodic: bool = False,
     memory_budget: int | None = None,
@@ -162,7 +174,10 @@ def generate(
     lmpdd_steps, refine, smooth, periodic, memory_budget : as in
         :func:`microlad.reconstruct.reconstruct` (the smoothing width is calibrated on the
         start volume and then kept fixed).
-    match_vf : phase-fraction matching in the finish (default off; see the module notes).
+    exact_vf : settle volume-fraction targets exactly after the last step (default on;
+        see the module notes); False reports what SDS alone reached.
+    match_vf : phase-fraction matching to the training fractions in the finish (default
+        off; see the module notes).
     indices : volume indices to make (default ``range(n)``; the CLI shards them over ranks).
     on_volume : called with (index, result) as each volume is done.
 
@@ -187,7 +202,7 @@ def generate(
     unet.eval()
     channels_last(vae, unet)
     options = GuidanceOptions(steps=steps, lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
-                              lmpdd_steps=lmpdd_steps, refine=refine, smooth=bool(smooth), periodic=periodic,
+                              lmpdd_steps=lmpdd_steps, refine=refine, smooth=bool(smooth), exact_vf=bool(exact_vf), periodic=periodic,
                               memory_budget=memory_budget, progress=progress)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
                                   "weights": wt, "targets": [t.describe() for t in tg]}
@@ -221,6 +236,29 @@ class _Run:
         if self.sigma != 0.0:
             probs, self.sigma = smooth_probabilities(self.model, probs, self.target_vf, sigma=self.sigma, periodic=self.o.periodic)
         return probs, probs.argmax(0).to(torch.uint8).cpu().numpy()
+
+    def settle_fractions(self, probs: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
+        """Move the decision thresholds so every VF-targeted phase has its target fraction
+        (the others keep their relative shares); returns the new probabilities, labels and
+        each VF term's fraction before settling. Unchanged without VF targets."""
+        vf_terms = [term for term in self.terms if term.target.kind == "vf"]
+        if not vf_terms or not self.o.exact_vf:
+            return probs, labels, {}
+        p = probs.shape[0]
+        current = np.bincount(labels.ravel(), minlength=p).astype(np.float64) / labels.size
+        before = {term.target.name: float(current[term.target.phase]) for term in vf_terms}
+        goal = current.copy()
+        fixed = {term.target.phase: float(term.target.value) for term in vf_terms}
+        free = [q for q in range(p) if q not in fixed]
+        rest = 1.0 - sum(fixed.values())
+        for q, v in fixed.items():
+            goal[q] = v
+        if free:
+            share = current[free].sum()
+            goal[free] = rest * (current[free] / share if share > 0 else np.full(len(free), 1.0 / len(free)))
+        goal = np.clip(goal, 1e-6, None)
+        settled = match_fractions(probs, torch.as_tensor(goal / goal.sum(), dtype=probs.dtype, device=probs.device))
+        return settled, settled.argmax(0).to(torch.uint8).cpu().numpy(), before
 
     def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, float]:
         """Finish ``z``, measure every term, set the surrogate offsets; returns the measurements."""
@@ -341,6 +379,7 @@ class _Run:
         bar.close()
         tf = time.perf_counter()
         probs, labels = self.finish(z)
+        probs, labels, before_settle = self.settle_fractions(probs, labels)
         reports = []
         for term in self.terms:
             t = term.target
@@ -350,6 +389,8 @@ class _Run:
                 achieved, extra = rep["max_error"], {"max_pointwise": rep["max_pointwise"]}
             else:
                 achieved = T.measure(term, labels)
+            if t.name in before_settle:
+                extra = {"before_settle": before_settle[t.name]}
             reports.append(TermReport(t.name, 0.0 if t.kind == "s2" else float(t.value), float(start.get(t.name, np.nan)),
                                       float(achieved), term.weight, extra))
         self.timings["finish"] = time.perf_counter() - tf
