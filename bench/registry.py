@@ -156,6 +156,10 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_loggain_sa", "--sets sa --phases 0 --seeds 3", 4),
     _guidance("guidance_sofc_loggain_vf2", "--sets vf --phases 2 --seeds 3", 3),
     _guidance("guidance_sofc_loggain_s2", "--sets s2 --seeds 3", 3),
+    Entry("guidance_berea_tau",
+          f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
+          f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
+          note="the measured-property target of issue #10: pore τ along z of the whole rock, 5 × 128³ (about 8 min each)"),
     Entry("evaluate", f"python bench/bench_evaluate.py /tmp/ev_vols --reference {SOFC}", 3,
           setup=("microlad reconstruct sofc-anode --shape 64 64 64 -n 10 --out /tmp/ev_vols --overwrite --no-progress",),
           note="the first run recorded neither its volumes' seed nor the 'image + model' row's reference image; the CLI's "
