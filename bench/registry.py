@@ -156,6 +156,7 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_loggain_sa", "--sets sa --phases 0 --seeds 3", 4),
     _guidance("guidance_sofc_loggain_vf2", "--sets vf --phases 2 --seeds 3", 3),
     _guidance("guidance_sofc_loggain_s2", "--sets s2 --seeds 3", 3),
+    _guidance("guidance_sofc_vf", "--sets vf --seeds 10", 35, note="issue #10's VF control: every phase, 10 × 64³"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
