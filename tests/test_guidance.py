@@ -242,3 +242,10 @@ def test_vf_targets_are_settled_exactly_and_what_sds_reached_is_reported(sofc_mo
     # settling moves only the closest calls: the untargeted phases keep their relative shares
     share = lambda lab: (lab == 0).sum() / max(1, ((lab == 0) | (lab == 2)).sum())
     assert share(res.labels) == pytest.approx(share(raw.labels), abs=0.03)
+
+
+def test_a_surface_area_target_turns_the_finish_smoothing_off(sofc_model, one_torch_thread):
+    res = generate(sofc_model, (16, 16, 16), ["sa:0=0.15"], steps=2, lmpdd_steps=3, seed=0, progress=False)[0]
+    assert res.smoothing_sigma == 0.0 and res.config["smooth"] is False
+    other = generate(sofc_model, (16, 16, 16), ["vf:0=0.4"], steps=2, lmpdd_steps=3, seed=0, progress=False)[0]
+    assert other.config["smooth"] is True
