@@ -157,6 +157,9 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_loggain_vf2", "--sets vf --phases 2 --seeds 3", 3),
     _guidance("guidance_sofc_loggain_s2", "--sets s2 --seeds 3", 3),
     _guidance("guidance_sofc_vf", "--sets vf --seeds 10", 35, note="issue #10's VF control: every phase, 10 × 64³"),
+    _guidance("guidance_carbonate_vf", "--sets vf --seeds 10", 15, model="carbonate", image=CARBONATE,
+              note="issue #10's VF control on the bundled carbonate model, both phases, 10 × 64³"),
+    _guidance("guidance_sofc_sa", "--sets sa --seeds 10", 20, note="issue #10's surface-area control: every phase, 10 × 64³"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
