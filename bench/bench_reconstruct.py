@@ -67,13 +67,13 @@ def main() -> None:
         f"Model `{args.model_dir}`; DDIM {args.steps} steps; one volume, model load excluded; "
         f"{info['cpu_count']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), load avg {info['load_average_1min']}.",
         "",
-        "| size | orientations per step | refinement K | L-MPDD s | decode s | refine s | total s | peak RSS MiB | goal |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| size | orientations per step | refinement K | L-MPDD s | decode s | refine s | smoothing s | total s | peak RSS MiB | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         goal = "≤ 10 s" if r["size"] <= 64 else "≤ 180 s, ≤ 4096 MiB"
         t = r["timings"]
-        lines.append(f"| {r['size']}³ | {'3 (averaged)' if r['average_axes'] else '1 (cycled z→y→x)'} | {r['refine']} | {t['lmpdd']} | {t['decode']} | {t['refine']} | {r['seconds']} | {r['peak_rss_mib']} | {goal} |")
+        lines.append(f"| {r['size']}³ | {'3 (averaged)' if r['average_axes'] else '1 (cycled z→y→x)'} | {r['refine']} | {t['lmpdd']} | {t['decode']} | {t['refine']} | {t.get('smooth', '–')} | {r['seconds']} | {r['peak_rss_mib']} | {goal} |")
     save("reconstruct", {"machine": info, "machine_start": start, "model": args.model_dir, "runs": runs}, "\n".join(lines))
 
 
