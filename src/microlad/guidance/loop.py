@@ -21,8 +21,8 @@ One run, per volume:
    to the training images' slice perimeter and then kept, so the map from latent to
    labels stays fixed during the run. With a surface-area target the finish does not
    smooth at all: the smoothing exists to give the volume the training images' surface,
-   and an explicit target replaces that (measured, SOFC phase 0 with a 25 % higher target:
-   a fixed-width smoothing left 5 of 7 volumes within 5 %, all short of the target).
+   and an explicit target replaces that (with it, SOFC surface-area targets ended short;
+   BENCHMARKS.md, guidance status).
 
 Volume-fraction targets are settled exactly in the final finish (``exact_vf``, default on):
 SDS brings a VF target to within about 0.01 and the last calibration's offset can drift by

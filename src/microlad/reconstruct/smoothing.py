@@ -2,20 +2,21 @@
 
 Why: the three axes' decoded probabilities agree on the large features but not at the
 voxel scale; where they disagree the averaged probability sits near the decision
-threshold and the argmax turns it into specks, rough boundaries and cut throats. The VAE
-round trip of refinement cannot remove them (the VAE reproduces its input almost
-losslessly). Measured on every bundled material, the slices of the labelled volumes then
-have more boundary per area than the training images, and the 3D surface area exceeds the
-stereological value (BENCHMARKS.md, "Fidelity levers").
+threshold and the argmax turns it into specks and rough boundaries. The VAE round trip of
+refinement cannot remove them (the VAE reproduces its input almost losslessly). On the
+bundled SOFC model and a Berea model the labelled slices then have more boundary per
+area than the training images, and the 3D surface area exceeds the stereological value;
+the carbonate model's volumes are smoother than its images and are left alone
+(BENCHMARKS.md, "Fidelity levers" and the fine-scale findings).
 
 What: a separable Gaussian filter of width σ (voxels, the same along z, y, x) on the
 per-phase probabilities (P, Z, Y, X), the phase fractions re-matched, with σ chosen per
-volume by bisection so that the mean slice perimeter density L_A of the labels (slices
-normal to z, y and x pooled, phases averaged) equals the training images' L_A stored
-in the model. This is a 2D statistic of the training data: for a statistically isotropic
-material it fixes the 3D surface area (S_V = 4/π · L_A). Nothing is tuned per material,
-and nothing comes from 3D data. If the labels are not rougher than the training images,
-σ = 0 and nothing changes.
+volume (bracketed regula falsi on the central block, :data:`CALIBRATION_SIDE`) so that
+the mean slice perimeter density L_A of the labels (slices normal to z, y and x pooled,
+phases averaged) equals the training images' L_A stored in the model. This is a 2D
+statistic of the training data: for a statistically isotropic material it fixes the 3D
+surface area (S_V = 4/π · L_A). Nothing is tuned per material, and nothing comes from 3D
+data. If the labels are not rougher than the training images, σ = 0 and nothing changes.
 """
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAX_SIGMA", "CALIBRATION_SIDE", "central_block", "blur_probabilities", "perimeter_ratio", "calibrate_sigma", "TOLERANCE", "smooth_to_perimeter"]
+__all__ = [
+    "CALIBRATION_SIDE", "MAX_SIGMA", "TOLERANCE",
+    "blur_probabilities", "calibrate_sigma", "central_block", "perimeter_ratio", "smooth_to_perimeter",
+]
 
 MAX_SIGMA = 3.0
 """Largest Gaussian width tried, in voxels (the widths the bundled models need are in
