@@ -117,6 +117,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_carbonate_prior",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 2 --variants prior_2d --name carbonate_prior", 1,
           note="the carbonate 2D prior alone: 2 × 64 decoded 64² samples against 64² patches of the image"),
+    Entry("levers_sofc",
+          "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
+          note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),
     Entry("levers_berea",
           "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
           "--variants default,smooth --name berea", 20, needs=(BEREA,),
