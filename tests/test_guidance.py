@@ -139,7 +139,6 @@ def test_target_parsing_names_and_weights():
         (["deff:0@w=0.1"], "axis"),
         (["deff:0=0.1"], "axis"),
         (["tau:0@z=0.5"], ">= 1"),
-        (["s2=blue"], "train"),
         (["vf:0=0.3", "vf:0=0.4"], "more than once"),
         (["vf:7=0.3"], "unknown phase"),
     ],
@@ -161,6 +160,42 @@ def tiny_model():
     c = 8
     stats = {"volume_fraction": [0.6, 0.4], "s2_radial_mean": [[0.6 - 0.2 * r / c for r in range(c + 1)], [0.4 - 0.2 * r / c for r in range(c + 1)]]}
     return MicroladModel(vae, unet, DDPMSchedule(), grey_values=[0.0, 255.0], patch_size=16, training_stats=stats)
+
+
+def test_s2_target_from_an_image_file_is_read_on_the_models_phases(tiny_model, tmp_path):
+    import tifffile
+
+    from microlad.guidance import prepare
+
+    # a quarter of the file is grey value 255 (the model's phase 1), in a band of columns:
+    # S2(0) is each phase's area fraction and, for phases in
+    # a band, S2 falls with r for both phases
+    img = np.zeros((20, 24), dtype=np.uint8)
+    img[:, :6] = 255
+    path = tmp_path / "band.tif"
+    tifffile.imwrite(path, img)
+    (t,), _ = prepare(tiny_model, [f"s2={path}"])
+    assert t.curve.shape == (2, 9)  # the model's S2 cutoff (8 px) is kept
+    assert t.curve[1, 0] == pytest.approx(0.25) and t.curve[0, 0] == pytest.approx(0.75)
+    assert np.all(np.diff(t.curve, axis=1) <= 1e-12) and np.all(t.curve[:, 1:] < t.curve[:, :1])
+    assert t.describe() == f"s2={path}"
+    (one,), _ = prepare(tiny_model, {"s2:1": str(path)})
+    assert one.curve.shape == (9,) and np.allclose(one.curve, t.curve[1])
+    small = tmp_path / "small.npy"
+    np.save(small, img[:6, :10])
+    assert prepare(tiny_model, [f"s2={small}"])[0][0].curve.shape == (2, 4)  # capped at half the short side
+
+
+@pytest.mark.parametrize("content, fragment", [(None, "no such file"), (7, "grey value 7")])
+def test_bad_s2_image_targets_are_one_line_input_errors(tiny_model, tmp_path, content, fragment):
+    from microlad.guidance import prepare
+
+    path = tmp_path / "target.npy"
+    if content is not None:
+        np.save(path, np.full((16, 16), content, dtype=np.uint8))
+    with pytest.raises(InputError) as exc:
+        prepare(tiny_model, [f"s2={path}"])
+    assert fragment in str(exc.value) and "\n" not in str(exc.value)
 
 
 def test_same_seed_same_volume_and_different_seed_different(tiny_model, one_torch_thread):

@@ -20,7 +20,7 @@ from microlad.errors import InputError
 def generate(
     model_dir: str = typer.Argument(..., help="Model directory written by `microlad train`, or a bundled model name (e.g. sofc-anode)."),
     shape: Tuple[int, int, int] = typer.Option(..., "--shape", help="Volume size D H W in voxels (multiples of the VAE factor).", show_default=False),
-    target: List[str] = typer.Option(..., "--target", help="KIND[:PHASE][@AXIS]=VALUE, repeatable: vf:1=0.40, sa:0=0.08, s2=train, deff:0@x=0.05, tau:0@z=5.0, deff2d:0@x=0.1.", show_default=False),
+    target: List[str] = typer.Option(..., "--target", help="KIND[:PHASE][@AXIS]=VALUE, repeatable: vf:1=0.40, sa:0=0.08, s2=train (or s2=IMAGE_FILE), deff:0@x=0.05, tau:0@z=5.0, deff2d:0@x=0.1.", show_default=False),
     weight: Optional[List[str]] = typer.Option(None, "--weight", help="NAME=W, repeatable: a target name (vf:1), a kind (vf) or 'prior'; default 1."),
     steps: int = typer.Option(GUIDANCE_STEPS, "--steps", help="Guidance (optimisation) steps per volume."),
     n: int = typer.Option(1, "-n", "--n", help="Number of volumes."),

@@ -42,6 +42,7 @@ finish left the max slice-S2 error at 6.3-6.9 %, no matching reached 4.0 %.)
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -56,7 +57,7 @@ from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
 from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.result import GuidanceResult, TermReport
-from microlad.guidance.stats import training_reference
+from microlad.guidance.stats import image_s2, training_reference
 from microlad.guidance.surrogate import axis_volume, cell_slices
 from microlad.guidance.targets import Target, parse_targets, parse_weights, validate_targets
 from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume, smooth_probabilities
@@ -96,8 +97,23 @@ def prepare(model, targets, weights=None) -> tuple[list[Target], dict[str, float
     """Parse and validate ``targets`` and ``weights`` against ``model`` (no work done)."""
     tg = parse_targets(targets)
     ref = training_reference(model)
+    tg = [_resolve_s2_source(t, model, ref) for t in tg]
     validate_targets(tg, model.vae.config.n_phases, has_training_s2=ref.s2 is not None)
     return tg, parse_weights(weights, tg)
+
+
+def _resolve_s2_source(t: Target, model, ref) -> Target:
+    """An ``s2=FILE`` target with its curves read from the file (on the model's phases)."""
+    if t.kind != "s2" or t.source is None or t.curve is not None:
+        return t
+    cutoff = ref.s2.shape[-1] - 1 if ref.s2 is not None else model.patch_size // 2
+    try:
+        curve = image_s2(t.source, model.grey_values, cutoff)
+    except InputError as err:
+        raise InputError(f"target {t.name}={t.source}: {err}") from None
+    if t.phase is not None:
+        curve = curve[t.phase]
+    return dataclasses.replace(t, curve=curve)
 
 
 def _states(model, targets: list[Target], weights: dict[str, float]) -> list[T.TermState]:

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microlad.errors import InputError
 from microlad.metadata import TrainingStats
 
-__all__ = ["TrainingReference", "training_reference"]
+__all__ = ["TrainingReference", "training_reference", "image_s2"]
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,38 @@ def training_reference(model) -> TrainingReference:
         s2_periodic=bool(stats.s2_periodic),
         volume_fraction=None if vf is None else np.asarray(vf, dtype=np.float64),
     )
+
+
+def image_s2(path, grey_values, cutoff: int) -> np.ndarray:
+    """Target S2 curves (P, K) of a segmented image or volume file, on the model's phases.
+
+    The file's grey values must be among the model's ``grey_values`` (phase ``i`` of the
+    model is grey value ``grey_values[i]``); a phase absent from the file gets S2 = 0.
+    The estimator is the one the training statistics use: non-periodic radial S2 of 2D
+    images (:func:`microlad.descriptors.s2_radial`), for a (Z, Y, X) volume averaged over
+    the slices normal to z, y and x. ``cutoff`` (pixels) is capped at half the smallest
+    slice side; K = cutoff + 1.
+    """
+    from microlad.descriptors import s2_radial, s2_slices
+    from microlad.io import read_image
+
+    seg = read_image(path)
+    model_grey = [float(g) for g in grey_values]
+    lookup = {}
+    for i, g in enumerate(seg.grey_values):
+        if float(g) not in model_grey:
+            raise InputError(
+                f"{path}: grey value {g:g} is not one of the model's phases (grey values {', '.join(f'{v:g}' for v in model_grey)})"
+            )
+        lookup[i] = model_grey.index(float(g))
+    labels = np.zeros_like(seg.labels)
+    for i, j in lookup.items():
+        labels[seg.labels == i] = j
+    if labels.ndim == 2:
+        cut = min(int(cutoff), min(labels.shape) // 2)
+        return np.stack([s2_radial(labels, phase=p, cutoff=cut, periodic=False) for p in range(len(model_grey))])
+    cut = min(int(cutoff), min(labels.shape) // 2)
+    return np.stack([
+        np.mean([s2_slices(labels, phase=p, axis=a, cutoff=cut, periodic=False) for a in range(3)], axis=0)
+        for p in range(len(model_grey))
+    ])

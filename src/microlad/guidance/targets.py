@@ -10,6 +10,8 @@ sa         ``sa:P=V``                 specific surface area of phase P, 1/voxel 
                                       total volume, the report's marching-cubes estimator)
 s2         ``s2=train`` / ``s2:P=train``  slice S2 of every phase (or of P) = the training
                                       images' S2 stored in the model
+           ``s2=FILE`` / ``s2:P=FILE``    = the S2 of a segmented image or volume file
+                                      (same grey values as the training images)
 deff       ``deff:P@A=V``             D_eff/D_bulk of phase P along axis A, 0 < V <= 1,
                                       whole 3D volume
 tau        ``tau:P@A=V``              tortuosity factor ε·D_bulk/D_eff of P along A, V >= 1
@@ -38,7 +40,7 @@ TRANSPORT_KINDS = ("deff", "tau", "deff2d")
 AXES = {"z": 0, "y": 1, "x": 2}
 _SYNTAX = re.compile(r"^\s*([a-z0-9]+)(?::\s*([^@=\s]+))?(?:@\s*([^=\s]+))?\s*=\s*(\S+)\s*$")
 _NAME = re.compile(r"^\s*([a-z0-9]+)(?::\s*([^@=\s]+))?(?:@\s*([^=\s]+))?\s*$")
-_HELP = "expected KIND[:PHASE][@AXIS]=VALUE, e.g. vf:1=0.40, sa:0=0.08, s2=train, deff:0@x=0.05, tau:0@z=5.0"
+_HELP = "expected KIND[:PHASE][@AXIS]=VALUE, e.g. vf:1=0.40, sa:0=0.08, s2=train, s2=image.tif, deff:0@x=0.05, tau:0@z=5.0"
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,9 @@ class Target:
     axis : 0 (z), 1 (y), 2 (x) for transport kinds, else None.
     value : the target number; for ``s2`` None (the curve is in ``curve``).
     curve : ``s2`` only: target curves (P, K) or (K,) for one phase, or None for
-        "the training images' S2" (resolved from the model before guidance starts).
+        "the training images' S2" or for ``source`` (resolved from the model before
+        guidance starts, :func:`microlad.guidance.prepare`).
+    source : ``s2`` only: the image or volume file whose S2 is the target, or None.
     """
 
     kind: str
@@ -58,6 +62,7 @@ class Target:
     axis: int | None = None
     value: float | None = None
     curve: np.ndarray | None = None
+    source: str | None = None
 
     @property
     def name(self) -> str:
@@ -68,7 +73,7 @@ class Target:
     def describe(self) -> str:
         """``name=value`` as the user would type it."""
         if self.kind == "s2":
-            return f"{self.name}={'train' if self.curve is None else 'curve'}"
+            return f"{self.name}={self.source or ('train' if self.curve is None else 'curve')}"
         return f"{self.name}={self.value:g}"
 
 
@@ -117,9 +122,12 @@ def _make(kind: str, phase: int | None, axis: int | None, value: object, spec: s
         if axis is not None:
             raise InputError(f"target {spec!r}: s2 takes no axis (it constrains the slices along every axis)")
         if isinstance(value, str):
-            if value.strip().lower() != "train":
-                raise InputError(f"target {spec!r}: s2 takes the value 'train' (the training images' S2)")
-            return Target("s2", phase)
+            text = value.strip()
+            if text.lower() == "train":
+                return Target("s2", phase)
+            if not text:
+                raise InputError(f"target {spec!r}: s2 takes 'train' (the training images' S2) or an image file")
+            return Target("s2", phase, source=text)
         curve = np.asarray(value, dtype=np.float64)
         if curve.ndim not in (1, 2) or curve.shape[-1] < 2 or not np.isfinite(curve).all() or (curve < 0).any():
             raise InputError(f"target {spec!r}: an S2 curve must be a finite non-negative (K,) or (P, K) array")
