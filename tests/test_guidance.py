@@ -224,7 +224,7 @@ def test_guided_vf_moves_toward_its_target_and_logs_every_term(sofc_model, one_t
     # measured on the final labels with the report's VF
     assert vf.achieved == pytest.approx(float((res.labels == 1).mean()))
     assert abs(vf.achieved - 0.40) < abs(vf.start - 0.40) - 0.05, vf
-    assert len(res.log) == 30
+    assert len(res.log) == res.steps_run and 30 <= res.steps_run <= 60  # extended while sa:0 missed
     for row in res.log:
         for name in ("vf:1", "sa:0"):
             assert math.isfinite(row[f"{name}:value"]) and math.isfinite(row[f"{name}:grad_norm"])
@@ -284,3 +284,34 @@ def test_a_surface_area_target_turns_the_finish_smoothing_off(sofc_model, one_to
     assert res.smoothing_sigma == 0.0 and res.config["smooth"] is False
     other = generate(sofc_model, (16, 16, 16), ["vf:0=0.4"], steps=2, lmpdd_steps=3, seed=0, progress=False)[0]
     assert other.config["smooth"] is True
+
+
+def _checkpoints(log: list[dict], name: str) -> list[tuple[int, float]]:
+    """(step count, value measured on the finished labels) of every checkpoint in a run's log."""
+    out = [(row["step"], row[f"{name}:measured"]) for row in log if row["step"] > 0 and f"{name}:measured" in row]
+    return out + [(row["step"] + 1, row[f"{name}:measured_after"]) for row in log if f"{name}:measured_after" in row]
+
+
+def test_a_missed_target_extends_the_run_and_the_closest_measured_checkpoint_is_returned(sofc_model, one_torch_thread):
+    target = 0.5  # far above what a 16³ SOFC volume reaches in a few steps: never met
+    kw = dict(lmpdd_steps=5, seed=1, progress=False, calibrate_every=3)
+    res = generate(sofc_model, (16, 16, 16), [f"sa:0={target}"], steps=6, max_steps=12, **kw)[0]
+    assert res.steps_run == 12 and len(res.log) == 12
+    cps = _checkpoints(res.log, "sa:0")
+    assert [c[0] for c in cps] == [3, 6, 9, 12]
+    best = min(cps, key=lambda c: (abs(c[1] / target - 1), -c[0]))
+    assert res.selected_step == best[0]
+    # the returned labels are that checkpoint's: the report measures the same value on them
+    assert res.terms[0].achieved == pytest.approx(best[1], rel=1e-6)
+    never = generate(sofc_model, (16, 16, 16), [f"sa:0={target}"], steps=6, max_steps=6, **kw)[0]
+    assert never.steps_run == 6 and never.selected_step in (3, 6)
+
+
+def test_settled_vf_targets_do_not_extend_the_run(sofc_model, one_torch_thread):
+    res = generate(sofc_model, (16, 16, 16), ["vf:1=0.45"], steps=6, lmpdd_steps=5, seed=2, progress=False)[0]
+    assert res.steps_run == 6 and res.terms[0].achieved == pytest.approx(0.45, abs=0.01)
+
+
+def test_max_steps_below_steps_is_an_input_error(tiny_model):
+    with pytest.raises(InputError, match="max_steps"):
+        generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, steps=6, max_steps=5, progress=False)

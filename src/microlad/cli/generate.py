@@ -23,6 +23,7 @@ def generate(
     target: List[str] = typer.Option(..., "--target", help="KIND[:PHASE][@AXIS]=VALUE, repeatable: vf:1=0.40, sa:0=0.08, s2=train (or s2=IMAGE_FILE), deff:0@x=0.05, tau:0@z=5.0, deff2d:0@x=0.1.", show_default=False),
     weight: Optional[List[str]] = typer.Option(None, "--weight", help="NAME=W, repeatable: a target name (vf:1), a kind (vf) or 'prior'; default 1."),
     steps: int = typer.Option(GUIDANCE_STEPS, "--steps", help="Guidance (optimisation) steps per volume."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Extend the run up to this many steps while a surface-area, D_eff or tau target misses its tolerance (default 2 x --steps; = --steps: never)."),
     n: int = typer.Option(1, "-n", "--n", help="Number of volumes."),
     seed: int = typer.Option(0, "--seed", help="Seed of volume 0; volume i uses seed + i."),
     lr: float = typer.Option(0.05, "--lr", help="Adam step size on the normalised latent."),
@@ -48,6 +49,8 @@ def generate(
     check_positive("-n", n)
     check_positive("--steps", steps)
     check_positive("--lmpdd-steps", lmpdd_steps)
+    if max_steps is not None and max_steps < steps:
+        raise InputError(f"--max-steps ({max_steps}) must be at least --steps ({steps})")
     check_positive("--refine", refine, 0)
     check_positive("--property-every", property_every)
     check_positive("--memory-mb", memory_mb, 16)
@@ -77,7 +80,7 @@ def generate(
         typer.echo(f"volume {i:03d} (seed {res.seed}): {res.timings['total']:.1f} s; {res.summary()} -> {paths[i]}")
 
     run(
-        model, dims, target, n=n, seed=seed, steps=steps, weights=weight, lr=lr, property_every=property_every,
+        model, dims, target, n=n, seed=seed, steps=steps, max_steps=max_steps, weights=weight, lr=lr, property_every=property_every,
         calibrate_every=calibrate_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, periodic=periodic,
         memory_budget=memory_mb << 20, progress=progress, indices=mine, on_volume=write,
     )
@@ -108,7 +111,8 @@ def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, dev
         "index": index,
         "command": command,
         "config": {"shape": list(res.labels.shape), **res.config, "device": str(device),
-                   "smoothing_sigma": round(float(getattr(res, "smoothing_sigma", 0.0)), 4)},
+                   "smoothing_sigma": round(float(getattr(res, "smoothing_sigma", 0.0)), 4),
+                   "steps_run": int(getattr(res, "steps_run", 0)), "selected_step": int(getattr(res, "selected_step", 0))},
         "targets": [t.to_dict() for t in res.terms],
         "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | (extra_timings or {}),
         "steps_csv": csv.name,

@@ -15,7 +15,16 @@ One run, per volume:
    exactly as at the end and every term measured on the labels with the report's code; the
    offset between the surrogate and the measurement is taken out of the surrogate's target,
    so the loop steers what the user gets, not the surrogate.
-4. Finish: decode, refine, smooth and label as ``reconstruct`` does; every targeted
+4. Checkpoints and extension: every calibration after step 0, and the latent after the last
+   step, is a checkpoint whose finished labels were measured. If after ``steps`` a scalar
+   target (surface area, D_eff, τ, or a VF target that will not be settled) is still
+   outside its tolerance (:data:`~microlad.guidance.terms.TOLERANCE`), the run goes on,
+   one calibration period at a time, at the last step's noise range, up to
+   ``max_steps``. The result is the checkpoint whose measured values are closest to the
+   targets (largest residual in tolerance units; ties go to the later one): a transport
+   property of a finished volume can swing by ±10 % between calibrations, and the
+   measurement, not the surrogate, decides.
+5. Finish: decode, refine, smooth and label as ``reconstruct`` does; every targeted
    quantity is measured on the final labels (:func:`~microlad.guidance.terms.measure`).
    The smoothing width is calibrated once, on the start volume (the first calibration),
    to the training images' slice perimeter and then kept, so the map from latent to
@@ -75,6 +84,7 @@ class GuidanceOptions:
     """Settings of one guided run (see :func:`generate` for their meaning)."""
 
     steps: int = DEFAULT_STEPS
+    max_steps: int = 2 * DEFAULT_STEPS
     lr: float = DEFAULT_LR
     noise: NoiseRange = field(default_factory=NoiseRange)
     property_every: int = 5
@@ -156,6 +166,7 @@ def generate(
     n: int = 1,
     seed: int = 0,
     steps: int = DEFAULT_STEPS,
+    max_steps: int | None = None,
     weights: Mapping[str, float] | Sequence[str] | None = None,
     lr: float = DEFAULT_LR,
     noise: NoiseRange = NoiseRange(),
@@ -182,6 +193,8 @@ def generate(
         any work.
     n, seed : volume i uses seed ``seed + i``; same seed and machine ⇒ identical volume.
     steps : optimisation steps (each: one slicing axis, one Adam step).
+    max_steps : the run is extended up to this many steps while a scalar target misses its
+        tolerance (module notes, item 4); default ``2 * steps``; ``steps``: never extend.
     weights : per-term weights (``{"vf:1": 2}`` or ``["vf:1=2", "prior=0.5"]``), default 1;
         O(1) because every term is balanced against the prior (:mod:`~microlad.guidance.balance`).
     lr : Adam step size on the normalised latent (unit variance per element).
@@ -212,6 +225,9 @@ def generate(
             raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
     if not (isinstance(lr, (int, float)) and 0 < lr < 10):
         raise InputError(f"lr must be a number in (0, 10), got {lr!r}")
+    max_steps = 2 * int(steps) if max_steps is None else max_steps
+    if not isinstance(max_steps, (int, np.integer)) or max_steps < steps:
+        raise InputError(f"max_steps must be an integer >= steps ({steps}), got {max_steps!r}")
     cal = max(1, steps // 3) if calibrate_every is None else int(calibrate_every)
     if cal < 0:
         raise InputError(f"calibrate_every must be >= 0, got {calibrate_every}")
@@ -220,7 +236,7 @@ def generate(
     vae.eval()
     unet.eval()
     channels_last(vae, unet)
-    options = GuidanceOptions(steps=steps, lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
+    options = GuidanceOptions(steps=steps, max_steps=int(max_steps), lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
                               lmpdd_steps=lmpdd_steps, refine=refine, exact_vf=bool(exact_vf), periodic=periodic,
                               smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
                               memory_budget=memory_budget, progress=progress)
@@ -280,9 +296,33 @@ class _Run:
         settled = match_fractions(probs, torch.as_tensor(goal / goal.sum(), dtype=probs.dtype, device=probs.device))
         return settled, settled.argmax(0).to(torch.uint8).cpu().numpy(), before
 
-    def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, float]:
-        """Finish ``z``, measure every term, set the surrogate offsets; returns the measurements."""
-        _, labels = self.finish(z)
+    def volume_values(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The 3D transport terms' surrogate values at ``z`` (one-axis decode, no gradient)."""
+        vol_terms = [x for x in self.terms if x.is_volume]
+        if not vol_terms:
+            return {}
+        with torch.no_grad():
+            probs = axis_volume(self.vae, z.detach(), 0, **self.opts)
+            return {x.target.name: T.volume_value(x, probs).detach() for x in vol_terms}
+
+    def score(self, measured: dict[str, float]) -> float:
+        """How far a measured checkpoint is from the targets: the largest residual in
+        tolerance units (:func:`~microlad.guidance.terms.measured_residual`); VF targets
+        that the finish settles exactly do not count."""
+        res = [T.measured_residual(term, measured[term.target.name]) for term in self.terms
+               if not (term.target.kind == "vf" and self.o.exact_vf) and term.target.name in measured]
+        return max(res) if res else 0.0
+
+    def unmet(self, measured: dict[str, float]) -> bool:
+        """Whether a scalar target (not S2; not a VF target that will be settled) misses its tolerance."""
+        return any(T.measured_residual(term, measured[term.target.name]) > 1.0 for term in self.terms
+                   if term.target.kind != "s2" and not (term.target.kind == "vf" and self.o.exact_vf)
+                   and term.target.name in measured)
+
+    def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> tuple[dict[str, float], tuple[torch.Tensor, np.ndarray]]:
+        """Finish ``z``, measure every term, set the surrogate offsets; returns the
+        measurements and the finished (probabilities, labels)."""
+        probs, labels = self.finish(z)
         with torch.no_grad():
             planes = [cell_slices(self.vae, z.detach(), a, **self.opts) for a in range(3)]
         measured = {}
@@ -313,7 +353,7 @@ class _Run:
                 term.offset = s - m
             elif m > 0 and s > 0:
                 term.offset = s / m
-        return measured
+        return measured, (probs, labels)
 
     # -- one step ---------------------------------------------------------------------------
     def step(self, z: torch.Tensor, opt: torch.optim.Optimizer, s: int, gen: torch.Generator, force_volume: bool) -> tuple[dict, dict]:
@@ -379,26 +419,52 @@ class _Run:
         log: list[dict] = []
         start: dict[str, float] = {}
         cal = self.o.calibrate_every
-        cal_steps = {0} | (set(range(cal, self.steps, cal)) if cal else set())
-        bar = tqdm(range(self.steps), desc=f"guide seed {self.seed}", unit="step", disable=not self.o.progress, leave=False)
-        for s in bar:
-            if s in cal_steps:
+        checkpoints: list[tuple[float, int, torch.Tensor]] = []  # (score, step, latent)
+        last_finished: tuple[int, torch.Tensor, np.ndarray] | None = None
+        bar = tqdm(total=self.steps, desc=f"guide seed {self.seed}", unit="step", disable=not self.o.progress, leave=False)
+        s, end, measured_at = 0, self.steps, -1
+        while s < end:
+            # (an extended run's first step needs no calibration: its latent was just measured)
+            at_cal = (s == 0 or (cal > 0 and s % cal == 0)) and s != measured_at
+            if at_cal:
                 # measure before the step's update: the step's surrogate values and the
                 # measurement then refer to the same latent
                 zc = z.detach().clone()
-            row, values = self.step(z, opt, s, gen, force_volume=s in cal_steps)
-            if s in cal_steps:
+            row, values = self.step(z, opt, s, gen, force_volume=at_cal)
+            if at_cal:
                 tc = time.perf_counter()
-                measured = self.calibrate(zc, values)
+                measured, finished = self.calibrate(zc, values)
                 self.timings["calibrate"] += time.perf_counter() - tc
                 if s == 0:
                     start = measured
+                else:
+                    checkpoints.append((self.score(measured), s, zc))
+                    last_finished = (s, *finished)
                 row.update({f"{k}:measured": v for k, v in measured.items()})
             log.append(row)
+            s += 1
+            bar.update()
             bar.set_postfix_str(" ".join(f"{x.target.name}={x.last_value:.4g}" for x in self.terms))
+            if s == end:
+                tc = time.perf_counter()
+                zc = z.detach().clone()
+                measured, finished = self.calibrate(zc, self.volume_values(zc))
+                self.timings["calibrate"] += time.perf_counter() - tc
+                checkpoints.append((self.score(measured), s, zc))
+                last_finished, measured_at = (s, *finished), s
+                row.update({f"{k}:measured_after": v for k, v in measured.items()})
+                if self.unmet(measured) and end < self.o.max_steps:
+                    end = min(end + max(1, cal or self.steps // 3 or 1), self.o.max_steps)
+                    bar.total = end
+                    bar.refresh()
         bar.close()
         tf = time.perf_counter()
-        probs, labels = self.finish(z)
+        best_score, best_step, best_z = min(checkpoints, key=lambda c: (c[0], -c[1]))
+        if last_finished is not None and last_finished[0] == best_step:
+            probs, labels = last_finished[1], last_finished[2]
+        else:
+            probs, labels = self.finish(best_z)
+        z = best_z
         probs, labels, before_settle = self.settle_fractions(probs, labels)
         reports = []
         for term in self.terms:
@@ -415,7 +481,7 @@ class _Run:
                                       float(achieved), term.weight, extra))
         self.timings["finish"] = time.perf_counter() - tf
         self.timings["total"] = time.perf_counter() - t0
-        self.timings["per_step"] = (self.timings["total"] - self.timings["lmpdd"] - self.timings["finish"] - self.timings["calibrate"]) / self.steps
+        self.timings["per_step"] = (self.timings["total"] - self.timings["lmpdd"] - self.timings["finish"] - self.timings["calibrate"]) / s
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
                               probabilities=probs.float().cpu().numpy() if return_probabilities else None,
-                              smoothing_sigma=float(self.sigma or 0.0))
+                              smoothing_sigma=float(self.sigma or 0.0), steps_run=s, selected_step=best_step)

@@ -46,8 +46,9 @@ class NoiseRange:
             raise InputError(f"need 0 <= t_min <= t_start, t_end < 1 (fractions of T), got {self}")
 
     def draw(self, step: int, steps: int, T: int, generator: torch.Generator) -> int:
-        """One integer timestep for ``step`` of ``steps``."""
-        frac = step / max(1, steps - 1)
+        """One integer timestep for ``step`` of ``steps`` (steps past the schedule, when a run
+        is extended, keep the last step's range)."""
+        frac = min(1.0, step / max(1, steps - 1))
         hi = self.t_start + (self.t_end - self.t_start) * frac
         lo_i, hi_i = int(round(self.t_min * T)), max(int(round(self.t_min * T)), int(round(hi * T)))
         return int(torch.randint(lo_i, hi_i + 1, (1,), generator=generator))

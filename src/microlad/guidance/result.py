@@ -47,7 +47,9 @@ class GuidanceResult:
         term's surrogate value, residual, gradient norms). timings : seconds per stage.
     config : the guidance settings used (JSON-able). smoothing_sigma : the width (voxels)
         of the perimeter-calibrated blur of the finish, set on the start volume and kept
-        for the whole run (0: none).
+        for the whole run (0: none). steps_run : optimisation steps taken (more than
+        ``steps`` when the run was extended). selected_step : the checkpoint returned (the
+        step count after which its latent was measured).
     """
 
     labels: np.ndarray
@@ -58,6 +60,8 @@ class GuidanceResult:
     config: dict[str, Any]
     probabilities: np.ndarray | None = None
     smoothing_sigma: float = 0.0
+    steps_run: int = 0
+    selected_step: int = 0
 
     def summary(self) -> str:
         """``name target→achieved`` per term on one line."""

@@ -40,7 +40,8 @@ from microlad.descriptors import torch as td
 from microlad.guidance.surrogate import in_plane_axes
 from microlad.guidance.targets import Target
 
-__all__ = ["D_FLOOR", "TOLERANCE", "TermState", "slice_value", "volume_value", "loss_of", "residual_of", "measure", "s2_report"]
+__all__ = ["D_FLOOR", "TOLERANCE", "TermState", "slice_value", "volume_value", "loss_of", "residual_of", "measured_residual",
+           "measure", "s2_report"]
 
 D_FLOOR = 1e-3
 """Diffusivity given to voxels outside the conducting phase (keeps the operator SPD)."""
@@ -158,6 +159,19 @@ def residual_of(term: TermState, value: torch.Tensor) -> float:
         if kind == "vf":
             return abs(float(value) - float(tgt)) / TOLERANCE["vf"]
         return abs(float(value) / max(float(tgt), 1e-12) - 1.0) / TOLERANCE[kind]
+
+
+def measured_residual(term: TermState, measured: float) -> float:
+    """How far a value measured on finished labels (:func:`measure`) is from the user's
+    target, in units of the kind's :data:`TOLERANCE` (s2: the measured max error)."""
+    t = term.target
+    if not np.isfinite(measured):
+        return math.inf
+    if t.kind == "s2":
+        return float(measured) / TOLERANCE["s2"]
+    if t.kind == "vf":
+        return abs(float(measured) - float(t.value)) / TOLERANCE["vf"]
+    return abs(float(measured) / max(float(t.value), 1e-12) - 1.0) / TOLERANCE[t.kind]
 
 
 def display_value(term: TermState, value: torch.Tensor) -> float:
