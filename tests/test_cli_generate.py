@@ -38,7 +38,9 @@ def test_generate_writes_volumes_sidecars_and_step_csvs(model_dir, tmp_path, cap
         assert side["config"]["weights"]["s2"] == 2.0 and side["config"]["steps"] == 4
         assert side["timings_s"]["total"] > 0 and "per_step" in side["timings_s"]
         rows = list(csv.DictReader((out / f"volume_{i:03d}.steps.csv").open()))
-        assert len(rows) == 4
+        # the deff target missed on this tiny model, so the run was extended up to 2 x --steps
+        assert len(rows) == side["config"]["steps_run"] and 4 <= len(rows) <= 8
+        assert 1 <= side["config"]["selected_step"] <= side["config"]["steps_run"]
         for col in ("step", "axis", "t", "prior_grad_norm", "vf:1:value", "vf:1:grad_norm", "s2:value", "deff:0@x:value", "deff:0@x:grad_norm"):
             assert col in rows[0] and rows[0][col] != "", col
     again = run_cli(capsys, *args)

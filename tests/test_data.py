@@ -168,3 +168,21 @@ def test_training_inputs_may_be_file_paths(tmp_path):
     np.testing.assert_array_equal(li.arrays[0], img // 200)
     li2 = as_label_images([tmp_path / "img.npy", tmp_path / "img.npy"])
     assert len(li2.arrays) == 2
+
+
+def test_tiles_weight_every_pixel_equally_where_random_patches_favour_the_centre():
+    img = np.zeros((128, 128), dtype=np.uint8)
+    img[32:96, 32:96] = 1  # phase 1 = the central quarter: area fraction exactly 0.25
+    s = PatchSampler([img], patch=32, augment=False)
+    tiles = s.tile_labels(1000, torch.Generator().manual_seed(0))
+    assert tiles.shape == (16, 32, 32)
+    assert (tiles == 1).mean() == pytest.approx(0.25, abs=1e-12)  # the image's own fraction
+    # random offsets cover central pixels more often (why the statistics use tiles)
+    random = s.sample_labels(4000, torch.Generator().manual_seed(0)).numpy()
+    assert (random == 1).mean() > 0.30
+    # more tiles than asked: a subset of distinct tiles, reproducible with the generator
+    a = s.tile_labels(5, torch.Generator().manual_seed(3))
+    b = s.tile_labels(5, torch.Generator().manual_seed(3))
+    assert a.shape == (5, 32, 32) and np.array_equal(a, b)
+    full = {t.tobytes() for t in tiles}
+    assert all(t.tobytes() in full for t in a)

@@ -150,7 +150,9 @@ class TrainingReport(_Contract):
 class TrainingStats(_Contract):
     """Per-phase statistics of the training data (P phases; S2 up to ``s2_cutoff`` pixels).
 
-    Patch statistics (means and stds over ``n_patches`` random ``patch``² crops):
+    Patch statistics (means and stds over ``n_patches`` ``patch``² crops: since
+    2026-12-06 the non-overlapping tiles of the inputs, ``sampling == "tiles"``, which
+    weight every pixel equally; before, random crops, which over-weight image centres):
     ``volume_fraction`` / ``volume_fraction_std`` (P,); ``s2_radial_mean`` /
     ``s2_radial_std`` (P, s2_cutoff + 1), the radial two-point function (non-periodic
     when ``s2_periodic`` is False, :func:`microlad.descriptors.s2_radial`);
@@ -164,6 +166,7 @@ class TrainingStats(_Contract):
 
     n_patches: int | None = None
     patch: int | None = None
+    sampling: str | None = None
     volume_fraction: tuple[float, ...] | None = None
     volume_fraction_std: tuple[float, ...] | None = None
     s2_cutoff: int | None = None

@@ -210,6 +210,33 @@ class PatchSampler:
             out = dihedral_batch(out, ks)
         return torch.from_numpy(out)
 
+    def tile_labels(self, max_n: int, generator: torch.Generator) -> np.ndarray:
+        """Non-overlapping ``patch`` × ``patch`` tiles of every source plane, uint8 (n, patch, patch).
+
+        Random patch offsets cover the pixels near an image's centre more often than those
+        near its border (a pixel at the border lies in one offset per axis, a central one in
+        ``patch``), which biases statistics on small images. The tiles of a regular grid
+        anchored at each plane's origin cover every pixel they reach exactly once, so their
+        mean statistics are the images' own (in the patch-size convention). When there are
+        more than ``max_n`` tiles, ``max_n`` of them are drawn uniformly without replacement
+        (with ``generator``). No augmentation (the statistics are rotation-averaged anyway).
+        """
+        tiles = []
+        for src in self._sources:  # (n_slices, h-p+1, w-p+1, p, p) window views
+            n_sl, ny, nx = src.shape[:3]
+            tiles.append(src[:, 0:ny:self.patch, 0:nx:self.patch].reshape(-1, self.patch, self.patch))
+        counts = [len(t) for t in tiles]
+        total = sum(counts)
+        if total <= max_n:
+            return np.ascontiguousarray(np.concatenate(tiles))
+        pick = np.sort(torch.randperm(total, generator=generator)[:max_n].numpy())
+        offsets = np.cumsum([0] + counts)
+        out = np.empty((max_n, self.patch, self.patch), dtype=np.uint8)
+        for j, t in enumerate(tiles):
+            sel = (pick >= offsets[j]) & (pick < offsets[j + 1])
+            out[sel] = t[pick[sel] - offsets[j]]
+        return out
+
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``n`` random one-hot patches, float32 tensor (n, P, patch, patch)."""
         return onehot(self.sample_labels(n, generator), self.n_phases, dim=1)

@@ -110,7 +110,9 @@ def train(
     Stage 1 trains a :class:`~microlad.models.CategoricalVAE` on random one-hot patches
     (Adam, phase-balanced cross-entropy + β·KL). The per-channel mean and std of the
     encoder means over ``options.stats_patches`` patches become the VAE's latent shift and
-    scale, and the training statistics and a reconstruction report are computed. Stage 2
+    scale; the training statistics (VF, S2, slice perimeter) are measured on non-overlapping
+    tiles of the inputs (at most ``stats_patches`` of them), which weight every pixel
+    equally, and a reconstruction report is computed. Stage 2
     trains a :class:`~microlad.models.UNet2D` to predict the DDPM target on normalized
     latents of augmented patches (Adam, warm-up + cosine LR, EMA of the weights, which the
     returned model samples with).
@@ -349,7 +351,11 @@ class _Trainer:
 
         stats: dict[str, Any] = {}
         if self.ctx.is_main:
-            stats = patch_statistics(patches, p)
+            # on a regular grid of tiles, not the random patches: random offsets over-weight
+            # image centres (a 256² image's central pixels 4x its border ones)
+            tiles = self.sampler.tile_labels(opts.stats_patches, torch.Generator().manual_seed(derive_seed(self.settings.seed, "tiles")))
+            stats = patch_statistics(tiles, p)
+            stats["sampling"] = "tiles"
             held = PatchSampler(self.labels, patch=self.settings.patch, augment=False)
             stats.update(
                 n_phases=p,

@@ -61,7 +61,8 @@ class TrainOptions:
         Number of augmented patches encoded once before stage 2 and then drawn from (fast
         on CPU); 0 encodes fresh patches every step.
     stats_patches
-        Patches used to measure the latent shift/scale and the training statistics.
+        Random patches used to measure the latent shift/scale, and the most tiles the
+        training statistics are measured on (all of them when there are fewer).
     heldout_patches, heldout_seed
         Size and seed of the fixed evaluation set for the VAE report (drawn without
         augmentation; with one input image it overlaps the training data).

@@ -35,7 +35,7 @@ OPTIMIZERS = {"vae": ("opt_vae",), "ldm": ("opt_unet",), "done": ("opt_unet",)}
 """Per stage, the optimizers a checkpoint holds (:func:`flatten_optimizer` layout)."""
 
 # Independent random streams derived from (seed, stream, rank) with numpy's SeedSequence.
-_STREAMS = {"init": 0, "data": 1, "noise": 2, "stats": 3, "bank": 4, "numpy": 5, "global": 6}
+_STREAMS = {"init": 0, "data": 1, "noise": 2, "stats": 3, "bank": 4, "numpy": 5, "global": 6, "tiles": 7}
 
 
 def derive_seed(seed: int, stream: str, rank: int = 0, extra: int = 0) -> int:
