@@ -32,6 +32,10 @@ OLD_CARBONATE_NOTE = ("/work/runs/carbonate is a carbonate model of an earlier s
 PIXEL_DIR = "/work/runs/pixel_baseline"
 PIXEL_NOTE = (f"{PIXEL_DIR} is the pixel-space baseline, not in the repository; make it first with "
               f"`python bench/pixel_baseline.py {SOFC} {PIXEL_DIR}` (a 1213 CPU-s training budget: 42 min wall at load ~3.5)")
+RANDOM_REF = ("measured against random 64² patches of the image (before 2026-12-06), with the model's training "
+              "statistics from random patches; the script now uses the image's tiles and the bundled models store "
+              "tile statistics, so a re-run measures against the image's own statistics (on carbonate 9 % lower "
+              "perimeter), it does not reproduce this table")
 RULE_CAP1 = ("measured the first balance rule (gain capped at 1), replaced by rule G (microlad.guidance.balance); "
              "the same command now measures rule G")
 RULE_GAIN4 = ("measured the intermediate linear gain-4 balance rule, replaced by rule G (microlad.guidance.balance); "
@@ -108,15 +112,16 @@ ENTRIES: tuple[Entry, ...] = (
           needs=(OLD_CARBONATE,), note=OLD_CARBONATE_NOTE),
     Entry("fine_scale_sofc", f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --name sofc", 25,
           note="7 variants × 6 volumes of 64³ on 1 torch thread (the recorded run: 24.7 min); recorded before the "
-               "perimeter-calibrated smoothing: its `default` row is today's `unsmoothed` variant"),
+               "perimeter-calibrated smoothing: its `default` row is today's `unsmoothed` variant; " + RANDOM_REF),
     Entry("fine_scale_sofc_smoothing",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants default,unsmoothed --name sofc_smoothing", 4,
-          note="the default (smoothed) finish vs the same volumes unsmoothed, 10 × 64³"),
+          note="the default (smoothed) finish vs the same volumes unsmoothed, 10 × 64³; " + RANDOM_REF),
     Entry("fine_scale_carbonate_smoothing",
-          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants default,unsmoothed --name carbonate_smoothing", 3),
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants default,unsmoothed --name carbonate_smoothing", 3,
+          note=RANDOM_REF),
     Entry("fine_scale_carbonate_prior",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 2 --variants prior_2d --name carbonate_prior", 1,
-          note="the carbonate 2D prior alone: 2 × 64 decoded 64² samples against 64² patches of the image"),
+          note="the carbonate 2D prior alone: 2 × 64 decoded 64² samples against 64² patches of the image; " + RANDOM_REF),
     Entry("levers_sofc",
           "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
           note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),

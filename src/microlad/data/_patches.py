@@ -139,7 +139,15 @@ class PatchSampler:
     2D slices along all three axes (axes whose slices are smaller than the patch are
     skipped with a warning). A patch source (image, or volume + axis) is picked with
     probability proportional to its number of pixels (slices × slice area), then a slice
-    and an offset uniformly. With ``augment=True`` (default) each patch gets one of the
+    and an offset uniformly.
+
+    Every pixel is drawn equally often: each plane is extended by half a patch on every
+    side with its mirror image (``numpy.pad(mode="symmetric")``) and offsets are uniform
+    over the extended plane. Uniform offsets inside the image alone would cover a pixel
+    at the border once per axis and a central one ``patch`` times, so a small image's
+    centre would dominate what the model learns (on the 256² carbonate image the centre-
+    weighted patches had 10 % more pore than the image). With the mirror, a pixel within
+    half a patch of the border is covered ``patch + 1`` times instead of ``patch``. With ``augment=True`` (default) each patch gets one of the
     eight dihedral symmetries uniformly at random; turn it off for anisotropic materials.
 
     Sampling is vectorised (one gather per source and one transform per symmetry) and
@@ -163,7 +171,8 @@ class PatchSampler:
         self.patch = int(patch)
         self.augment = bool(augment)
         self.n_phases = self.images.n_phases
-        self._sources: list[np.ndarray] = []  # each a (n_slices, h-p+1, w-p+1, p, p) window view
+        self._sources: list[np.ndarray] = []  # each a (n_slices, h+1, w+1, p, p) window view of the padded plane
+        self._tiles: list[np.ndarray] = []  # each a (n_slices, h-p+1, w-p+1, p, p) window view of the plane itself
         weights: list[float] = []
         self.descriptions: list[str] = []
         for name, arr in zip(self.images.names, self.images.arrays):
@@ -182,9 +191,13 @@ class PatchSampler:
                     raise ShapeError(f"{name}: no slice of volume {arr.shape} holds a {patch}x{patch} patch; use a smaller --patch")
                 if len(planes) < 3:
                     log.warning("%s: slices along %d of 3 axes are smaller than the patch %d and are not used", name, 3 - len(planes), patch)
+            half = patch // 2
             for plane in planes:
-                # zero-copy view of every patch position: [slice, y0, x0] -> (p, p) patch
-                self._sources.append(np.lib.stride_tricks.sliding_window_view(plane, (patch, patch), axis=(1, 2)))
+                # view of every patch position: [slice, y0, x0] -> (p, p) patch, over the plane
+                # mirrored by half a patch at its borders (uniform pixel coverage, see above)
+                padded = np.pad(plane, ((0, 0), (half, half), (half, half)), mode="symmetric")
+                self._sources.append(np.lib.stride_tricks.sliding_window_view(padded, (patch, patch), axis=(1, 2)))
+                self._tiles.append(np.lib.stride_tricks.sliding_window_view(plane, (patch, patch), axis=(1, 2)))
                 weights.append(float(arr.size))
         w = torch.tensor(weights, dtype=torch.float64)
         self._weights = w / w.sum()
@@ -222,7 +235,7 @@ class PatchSampler:
         (with ``generator``). No augmentation (the statistics are rotation-averaged anyway).
         """
         tiles = []
-        for src in self._sources:  # (n_slices, h-p+1, w-p+1, p, p) window views
+        for src in self._tiles:  # (n_slices, h-p+1, w-p+1, p, p) window views
             n_sl, ny, nx = src.shape[:3]
             tiles.append(src[:, 0:ny:self.patch, 0:nx:self.patch].reshape(-1, self.patch, self.patch))
         counts = [len(t) for t in tiles]
