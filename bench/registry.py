@@ -22,6 +22,8 @@ SLOW_MINUTES = 15.0
 
 SOFC = "$DATA/2d/sofc_anode_1024.tif"
 CARBONATE = "$DATA/2d/carbonate_256.npy"
+NMC = "$DATA/2d/nmc_cathode_1024.tif"
+COMPOSITE = "$DATA/2d/composite_256.npy"
 BEREA = "$DATA/3d/berea_400.npz"  # read by default by the scripts that take no data argument
 SOFC_MODEL = "src/microlad/assets/models/sofc-anode"
 CARBONATE_MODEL = "src/microlad/assets/models/carbonate"
@@ -122,6 +124,14 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_carbonate_prior",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 2 --variants prior_2d --name carbonate_prior", 1,
           note="the carbonate 2D prior alone: 2 × 64 decoded 64² samples against 64² patches of the image; " + RANDOM_REF),
+    Entry("fine_scale_nmc_prior",
+          f"python bench/bench_fine_scale.py /work/runs/nmc-default {NMC} -n 4 --variants prior_2d --name nmc_prior", 1,
+          needs=("/work/runs/nmc-default",),
+          note=f"the NMC 2D prior: 4 × 64 decoded samples vs the image's tiles; /work/runs/nmc-default is `microlad train {NMC} "
+               "--out /work/runs/nmc-default --threads 1` (default settings, 2026-12-06, 30 min), not in the repository"),
+    Entry("fine_scale_carbonate_tiles",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants prior_2d,default --name carbonate_tiles", 3,
+          note="the bundled carbonate model's prior and default 3D volumes against the image's own tiles"),
     Entry("levers_sofc",
           "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
           note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),

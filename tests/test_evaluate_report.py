@@ -238,3 +238,21 @@ def test_voxel_size_scales_lengths_and_names_the_unit():
     np.testing.assert_allclose(half.mean["cluster_mean_area"], 0.25 * one.mean["cluster_mean_area"])
     assert half.s2_error == pytest.approx(one.s2_error) and half.verdict == one.verdict
     assert half.to_dict()["metrics"]["cluster_density"]["unit"] == "1/um^2"
+
+
+def test_image_reference_means_weight_every_pixel_equally():
+    # a small image whose phase-1 square sits off the tile grid: the reference's mean
+    # perimeter density must be the tiles' pooled one, measured here independently with
+    # skimage's marching squares, not that of random crops (which over-weight the centre)
+    from skimage import measure
+
+    img = np.zeros((128, 128), dtype=np.uint8)
+    img[40:88, 40:88] = 1
+    opts = MetricOptions(cutoff=8, n_phases=2, transport=False)
+    ref = reference_from_images([img], opts=opts, patch=32, volume_shape=(32, 32, 32), n_patches=48)
+    tiles = [img[y:y + 32, x:x + 32] for y in range(0, 128, 32) for x in range(0, 128, 32)]
+    length = sum(sum(np.hypot(*np.diff(c, axis=0).T).sum() for c in measure.find_contours((t == 1).astype(float), 0.5))
+                 for t in tiles)
+    expected = length / (len(tiles) * 32 * 32)
+    assert ref.mean["perimeter_density"][1, 0] == pytest.approx(expected, rel=1e-9)
+    assert ref.mean["vf"][1] == pytest.approx((img == 1).mean())

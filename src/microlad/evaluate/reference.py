@@ -179,13 +179,17 @@ def reference_from_images(
     sources: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
 ) -> Reference:
-    """Reference from 2-D label images: ``n_patches`` random ``patch`` × ``patch`` crops.
+    """Reference from 2-D label images, measured on ``patch`` × ``patch`` crops.
 
-    Each crop picks an image uniformly, then a uniform position (``numpy`` generator
-    seeded with ``seed``). ``patch`` is clipped to the smallest image side; ``opts.cutoff``
-    must be at most ``patch // 2``. The mean VF and S2 are those of the whole images
-    (averaged over them, as :func:`microlad.evaluate.s2_fidelity`), free of patch
-    sampling noise; every spread and the other means come from the patches.
+    The crops are the images' non-overlapping tiles (a regular grid from each image's
+    origin), which weight every pixel equally: ``n_patches`` of them drawn uniformly
+    (``numpy`` generator seeded with ``seed``) when there are that many. Images with fewer
+    tiles (e.g. 16 in a 256² image with 64² patches) give their means from all their
+    tiles and their spreads from ``n_patches`` random crops (an image picked uniformly,
+    then a uniform position), whose offsets over-weight image centres and would bias a
+    mean. ``patch`` is clipped to the smallest image side; ``opts.cutoff`` must be at most
+    ``patch // 2``. The mean VF and S2 are those of the whole images (averaged over them,
+    as :func:`microlad.evaluate.s2_fidelity`), free of patch sampling noise.
     """
     if not images:
         raise InputError("need at least one reference image")
@@ -195,11 +199,21 @@ def reference_from_images(
     if opts.cutoff > patch // 2:
         raise ShapeError(f"S2 cutoff {opts.cutoff} exceeds half the reference patch size {patch}")
     rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(int(n_patches)):
-        im = images[int(rng.integers(len(images)))]
-        y, x = (int(rng.integers(s - patch + 1)) for s in im.shape)
-        crops.append(np.ascontiguousarray(im[y:y + patch, x:x + patch]))
+    tiles = [np.ascontiguousarray(im[y:y + patch, x:x + patch]) for im in images
+             for y in range(0, im.shape[0] - patch + 1, patch) for x in range(0, im.shape[1] - patch + 1, patch)]
+    tile_means: dict[str, np.ndarray] = {}
+    if len(tiles) >= int(n_patches):
+        crops = [tiles[i] for i in np.sort(rng.choice(len(tiles), size=int(n_patches), replace=False))]
+    else:
+        tile_samples = [image_metrics(t, opts) for t in tiles]
+        keys = sorted(set.intersection(*(set(m) for m in tile_samples)))
+        with np.errstate(invalid="ignore"), _quiet():
+            tile_means = {k: np.nanmean(np.stack([np.asarray(m[k], float) for m in tile_samples]), axis=0) for k in keys}
+        crops = []
+        for _ in range(int(n_patches)):
+            im = images[int(rng.integers(len(images)))]
+            y, x = (int(rng.integers(s - patch + 1)) for s in im.shape)
+            crops.append(np.ascontiguousarray(im[y:y + patch, x:x + patch]))
     samples = []
     for crop in crops:
         samples.append(image_metrics(crop, opts))
@@ -207,12 +221,12 @@ def reference_from_images(
             progress(1)
     s2_whole = np.stack([np.mean([s2_radial(im, phase=p, cutoff=opts.cutoff, periodic=False) for im in images], axis=0)
                          for p in range(opts.n_phases)])
-    center = {"vf": np.mean([volume_fraction(im, n_phases=opts.n_phases) for im in images], axis=0),
+    center = {**tile_means, "vf": np.mean([volume_fraction(im, n_phases=opts.n_phases) for im in images], axis=0),
               "s2": np.repeat(s2_whole[:, None], 3, axis=1)}
     g = group_size(s2_whole, center["vf"], volume_shape, (patch, patch))
     return _from_samples(samples, center=center, group=g, seed=seed, kind="images", sources=tuple(sources), n_phases=opts.n_phases, cutoff=opts.cutoff,
                          sample_shape=(patch, patch), previews=tuple(crops[:3]),
-                         notes=("VF and S2 reference: the whole image(s); spreads: the patches",
+                         notes=("VF and S2 reference: the whole image(s); other means: the images' tiles; spreads: the patches",
                                 "2-D reference: transport, TPB and isolated-cluster statistics need a 3-D reference",
                                 "surface area reference: stereological 4/pi L_A of the patches"))
 
