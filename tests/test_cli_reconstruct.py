@@ -32,7 +32,7 @@ def test_reconstruct_writes_volumes_with_sidecars(model_dir, tmp_path, capsys):
         assert side["config"]["match_vf"] == [0.6, 0.4]
         # smoothing is on by default and its width is recorded (this tiny model stores no
         # surface statistics, so there is nothing to calibrate to: width 0)
-        assert side["config"]["smooth"] is True and side["config"]["smoothing_sigma"] == 0.0
+        assert side["config"]["smooth"] is True and side["config"]["smoothing_sigma"] == [0.0, 0.0]
         assert side["volume_fraction"]["total"]["0"] == pytest.approx(0.6, abs=0.02)
     raw = run_cli(capsys, *args[:-3], "--no-match-vf", "--out", tmp_path / "raw", "--no-progress")
     assert raw.exit_code == 0, raw.stderr

@@ -15,7 +15,7 @@ from skimage import measure
 from microlad.descriptors import slice_perimeter_density
 from microlad.descriptors._surface import marching_squares_length
 from microlad.reconstruct.decode import match_fractions
-from microlad.reconstruct.smoothing import blur_probabilities, calibrate_sigma, perimeter_ratio, smooth_to_perimeter
+from microlad.reconstruct.smoothing import blur_probabilities, calibrate_sigma, perimeter_ratio, perimeter_ratios, smooth_to_perimeter
 from microlad.synthetic import random_field_labels
 
 
@@ -75,7 +75,7 @@ def test_calibration_restores_the_clean_structures_perimeter_from_speckled_proba
     assert perimeter_ratio(label(probs).argmax(0).numpy().astype(np.uint8), reference) > 1.5  # speckled
     out, sigma = smooth_to_perimeter(probs, reference, label)
     labels = out.argmax(0).numpy().astype(np.uint8)
-    assert 0.2 < sigma < 3.0
+    assert sigma[0] == sigma[1] and 0.2 < sigma[0] < 3.0  # two phases: one interface, one width
     assert perimeter_ratio(labels, reference, slices_per_axis=48) == pytest.approx(1.0, abs=0.03)
     # and the result is the clean structure again, not just any structure with that perimeter
     assert (labels == clean).mean() > 0.93
@@ -88,7 +88,7 @@ def test_calibration_leaves_a_structure_that_is_not_rougher_than_the_reference_a
     rough_reference = [2.0 * slice_perimeter_density(clean, phase=p, axis=0) for p in range(2)]
     assert calibrate_sigma(probs, rough_reference, lambda q: q) == 0.0
     out, sigma = smooth_to_perimeter(probs, None)
-    assert sigma == 0.0 and out is probs
+    assert sigma == (0.0, 0.0) and out is probs
 
 
 def test_default_reconstruction_has_the_training_slice_perimeter(one_torch_thread):
@@ -103,7 +103,7 @@ def test_default_reconstruction_has_the_training_slice_perimeter(one_torch_threa
     kw = dict(seed=7, steps=8, progress=False)
     rough = model.reconstruct((32, 32, 32), smooth=False, **kw)[0]
     smooth = model.reconstruct((32, 32, 32), **kw)[0]
-    assert rough.smoothing_sigma == 0.0 and smooth.smoothing_sigma > 0.0
+    assert rough.smoothing_sigma == (0.0, 0.0, 0.0) and max(smooth.smoothing_sigma) > 0.0
     before = perimeter_ratio(rough.labels, reference, slices_per_axis=32)
     after = perimeter_ratio(smooth.labels, reference, slices_per_axis=32)
     assert before > 1.03
@@ -112,3 +112,28 @@ def test_default_reconstruction_has_the_training_slice_perimeter(one_torch_threa
     vf = np.bincount(smooth.labels.ravel(), minlength=3) / smooth.labels.size
     np.testing.assert_allclose(vf, model.training_stats.fractions(), atol=0.01)
     assert np.array_equal(smooth.labels, model.reconstruct((32, 32, 32), **kw)[0].labels)
+
+
+def test_per_phase_widths_give_each_phase_its_own_training_perimeter():
+    """Three phases, specks only between phases 0 and 1 (0 inside 1, 1 inside 0): the 0|1
+    interface is too long, so phases 0 and 1 are too rough and phase 2 is not. A common
+    width blurs phase 2 as much as the others; per-phase widths bring every phase to its
+    own L_A."""
+    clean = random_field_labels((40, 40, 40), fractions=(0.4, 0.35, 0.25), correlation_length=3.0, periodic=False, seed=3)
+    reference = [slice_perimeter_density(clean, phase=p, axis=0) for p in range(3)]
+    rng = np.random.default_rng(5)
+    noisy = clean.copy()
+    flip = (rng.random(clean.shape) < 0.08) & (clean != 2)
+    noisy[flip] = 1 - clean[flip]
+    probs = torch.from_numpy(np.moveaxis(np.eye(3, dtype=np.float32)[noisy], -1, 0).copy())
+    target = torch.tensor([(clean == p).mean() for p in range(3)], dtype=torch.float32)
+    label = lambda q: match_fractions(q, target)
+    out, sigmas = smooth_to_perimeter(probs, reference, label)
+    labels = out.argmax(0).numpy().astype(np.uint8)
+    ratios = perimeter_ratios(labels, reference, slices_per_axis=40)
+    assert np.all(np.abs(ratios - 1.0) < 0.05), ratios
+    assert sigmas[2] < min(sigmas[0], sigmas[1]), sigmas
+    # the common width alone misses at least one phase by more
+    common = calibrate_sigma(probs, reference, label)
+    one = label(blur_probabilities(probs, common)).argmax(0).numpy().astype(np.uint8)
+    assert np.abs(perimeter_ratios(one, reference, slices_per_axis=40) - 1.0).max() > np.abs(ratios - 1.0).max()

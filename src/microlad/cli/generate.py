@@ -111,7 +111,7 @@ def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, dev
         "index": index,
         "command": command,
         "config": {"shape": list(res.labels.shape), **res.config, "device": str(device),
-                   "smoothing_sigma": round(float(getattr(res, "smoothing_sigma", 0.0)), 4),
+                   "smoothing_sigma": [round(float(v), 4) for v in getattr(res, "smoothing_sigma", ())],
                    "steps_run": int(getattr(res, "steps_run", 0)), "selected_step": int(getattr(res, "selected_step", 0))},
         "targets": [t.to_dict() for t in res.terms],
         "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | (extra_timings or {}),

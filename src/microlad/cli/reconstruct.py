@@ -90,7 +90,7 @@ def reconstruct(
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "periodic": periodic, "device": str(device),
-                       "match_vf": match, "smooth": smooth, "smoothing_sigma": round(rec.smoothing_sigma, 4)},
+                       "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma]},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

@@ -262,14 +262,15 @@ class _Run:
         self.terms, self.w_prior, self.target_vf, self.device = terms, w_prior, target_vf, device
         self.steps = options.steps
         self.opts = {"periodic": options.periodic, "memory_budget": options.memory_budget}
-        self.sigma: float | None = None if options.smooth else 0.0  # set by the first finish
+        # per-phase smoothing widths, set by the first finish (all 0: no smoothing)
+        self.sigma: tuple[float, ...] | None = None if options.smooth else (0.0,) * model.vae.config.n_phases
         self.timings = {"lmpdd": 0.0, "prior": 0.0, "slice_terms": 0.0, "volume_terms": 0.0, "calibrate": 0.0, "finish": 0.0}
 
     # -- finishing and measuring ----------------------------------------------------------
     def finish(self, z: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         probs = latents_to_probabilities(self.vae, z.detach(), self.target_vf, **self.opts)
         probs = refine_probabilities(self.vae, probs, self.o.refine, self.target_vf, **self.opts)
-        if self.sigma != 0.0:
+        if self.sigma is None or any(v > 0.0 for v in self.sigma):
             probs, self.sigma = smooth_probabilities(self.model, probs, self.target_vf, sigma=self.sigma, periodic=self.o.periodic)
         return probs, probs.argmax(0).to(torch.uint8).cpu().numpy()
 
@@ -484,4 +485,4 @@ class _Run:
         self.timings["per_step"] = (self.timings["total"] - self.timings["lmpdd"] - self.timings["finish"] - self.timings["calibrate"]) / s
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
                               probabilities=probs.float().cpu().numpy() if return_probabilities else None,
-                              smoothing_sigma=float(self.sigma or 0.0), steps_run=s, selected_step=best_step)
+                              smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step)

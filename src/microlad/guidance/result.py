@@ -45,7 +45,7 @@ class GuidanceResult:
         ``reconstruct`` samples for this seed).
     terms : target vs achieved per term. log : one dict per optimisation step (every
         term's surrogate value, residual, gradient norms). timings : seconds per stage.
-    config : the guidance settings used (JSON-able). smoothing_sigma : the width (voxels)
+    config : the guidance settings used (JSON-able). smoothing_sigma : the per-phase widths (voxels)
         of the perimeter-calibrated blur of the finish, set on the start volume and kept
         for the whole run (0: none). steps_run : optimisation steps taken (more than
         ``steps`` when the run was extended). selected_step : the checkpoint returned (the
@@ -59,7 +59,7 @@ class GuidanceResult:
     timings: dict[str, float]
     config: dict[str, Any]
     probabilities: np.ndarray | None = None
-    smoothing_sigma: float = 0.0
+    smoothing_sigma: tuple[float, ...] = ()
     steps_run: int = 0
     selected_step: int = 0
 

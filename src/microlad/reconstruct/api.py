@@ -26,15 +26,15 @@ class Reconstruction:
     probabilities : float32 (P, Z, Y, X) per-phase probabilities, or None unless requested.
     seed : the seed that made it (same seed and machine ⇒ identical volume).
     timings : seconds spent in "lmpdd", "decode", "refine", "smooth" and "total".
-    smoothing_sigma : width (voxels) of the perimeter-calibrated blur applied before
-        labelling (0: none; :mod:`microlad.reconstruct.smoothing`).
+    smoothing_sigma : per-phase widths (voxels) of the perimeter-calibrated blur applied
+        before labelling (0: none; :mod:`microlad.reconstruct.smoothing`).
     """
 
     labels: np.ndarray
     seed: int
     probabilities: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    smoothing_sigma: float = 0.0
+    smoothing_sigma: tuple[float, ...] = ()
 
 
 def check_shape(shape: Sequence[int], factor: int) -> tuple[int, int, int]:
@@ -130,7 +130,7 @@ def reconstruct(
         t2 = time.perf_counter()
         probs = refine_probabilities(vae, probs, refine, target_vf, opts)
         t3 = time.perf_counter()
-        sigma = 0.0
+        sigma: tuple[float, ...] = (0.0,) * probs.shape[0]
         if smooth:
             probs, sigma = smooth_probabilities(model, probs, target_vf, periodic=periodic)
         t4 = time.perf_counter()
@@ -169,12 +169,12 @@ def refine_probabilities(vae, probs: torch.Tensor, refine: int, target_vf: torch
 
 
 def smooth_probabilities(model, probs: torch.Tensor, target_vf: torch.Tensor | None = None, *,
-                         sigma: float | None = None, periodic: bool = False) -> tuple[torch.Tensor, float]:
+                         sigma: float | Sequence[float] | None = None, periodic: bool = False) -> tuple[torch.Tensor, tuple[float, ...]]:
     """Perimeter-calibrated smoothing of (P, Z, Y, X) ``probs`` with ``model``'s training
     slice perimeter (:func:`~microlad.reconstruct.smoothing.smooth_to_perimeter`), the
-    fractions re-matched to ``target_vf`` if given. ``sigma``: a fixed width instead of
-    calibrating. Returns ``(probabilities, σ)``; σ = 0 (nothing done) for models without
-    stored surface statistics."""
+    fractions re-matched to ``target_vf`` if given. ``sigma``: fixed widths (one, or one
+    per phase) instead of calibrating. Returns ``(probabilities, per-phase widths)``; all 0
+    (nothing done) for models without stored surface statistics."""
     stats = model.training_stats.specific_surface_area
     reference = None if stats is None else [float(v) for v in stats]
     label = None if target_vf is None else (lambda q: match_fractions(q, target_vf))
