@@ -135,6 +135,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc_tiles",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants prior_2d,default --name sofc_tiles", 8,
           note="the bundled SOFC model's prior and default 3D volumes against the image's own tiles"),
+    Entry("fine_scale_sofc_perphase",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants default --name sofc_perphase", 4,
+          note="the default reconstruction with per-phase smoothing widths (2026-12-06) against the image's tiles"),
     Entry("levers_sofc",
           "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
           note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),
@@ -181,6 +184,8 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_carbonate_vf", "--sets vf --seeds 10", 15, model="carbonate", image=CARBONATE,
               note="issue #10's VF control on the bundled carbonate model, both phases, 10 × 64³"),
     _guidance("guidance_sofc_sa", "--sets sa --seeds 10", 20, note="issue #10's surface-area control: every phase, 10 × 64³"),
+    _guidance("guidance_carbonate_deff", "--sets deff --deff-target 1=0.02 --seeds 10", 30, model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
