@@ -138,6 +138,16 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc_perphase",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants default --name sofc_perphase", 4,
           note="the default reconstruction with per-phase smoothing widths (2026-12-06) against the image's tiles"),
+    Entry("fine_scale_carbonate_mirror",
+          f"python bench/bench_fine_scale.py /work/runs/carbonate-mirror {CARBONATE} -n 4 --variants prior_2d,default "
+          "--name carbonate_mirror", 2, needs=("/work/runs/carbonate-mirror",),
+          note=f"a carbonate model trained with the uniform (mirrored) patch sampler and default settings: `microlad train "
+               f"{CARBONATE} --out /work/runs/carbonate-mirror --threads 1` (2026-12-06, 51 min at load 5), not in the repository"),
+    Entry("fine_scale_composite_mirror",
+          f"python bench/bench_fine_scale.py /work/runs/composite-mirror {COMPOSITE} -n 4 --variants prior_2d,default "
+          "--name composite_mirror", 2, needs=("/work/runs/composite-mirror",),
+          note=f"the composite image with default settings and the uniform patch sampler: `microlad train {COMPOSITE} "
+               "--out /work/runs/composite-mirror --threads 1` (2026-12-06, 51 min at load 5), not in the repository"),
     Entry("levers_sofc",
           "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
           note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),
@@ -186,6 +196,8 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_sa", "--sets sa --seeds 10", 20, note="issue #10's surface-area control: every phase, 10 × 64³"),
     _guidance("guidance_carbonate_deff", "--sets deff --deff-target 1=0.02 --seeds 10", 30, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
+    _guidance("guidance_sofc_s2_image", f"--sets s2 --s2-target image --seeds 10", 20,
+              note="issue #10's S2-guided set with the metric's own reference as the target (s2=IMAGE), 10 × 64³"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
