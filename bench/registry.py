@@ -198,6 +198,8 @@ ENTRIES: tuple[Entry, ...] = (
               note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
     _guidance("guidance_sofc_s2_image", f"--sets s2 --s2-target image --seeds 10", 20,
               note="issue #10's S2-guided set with the metric's own reference as the target (s2=IMAGE), 10 × 64³"),
+    _guidance("guidance_carbonate_s2_image", f"--sets s2 --s2-target image --seeds 10", 15, model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set, target = the image's own S2 (s2=IMAGE), 10 × 64³"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
