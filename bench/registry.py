@@ -196,6 +196,8 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_sa", "--sets sa --seeds 10", 20, note="issue #10's surface-area control: every phase, 10 × 64³"),
     _guidance("guidance_sofc_deff", "--sets deff --seeds 10", 110,
               note="issue #10's SOFC transport item: each phase, D_eff along x = 1.5× and 0.5× the unguided volume's, 10 × 64³ per case"),
+    _guidance("guidance_sofc_sa_ext", "--sets sa --phases 1 2 --seeds 10", 25,
+              note="issue #10's far surface-area targets (phases 1 and 2) with the extension and checkpoint selection, 10 × 64³"),
     _guidance("guidance_carbonate_deff", "--sets deff --deff-target 1=0.02 --seeds 10", 30, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
     _guidance("guidance_sofc_s2_image", f"--sets s2 --s2-target image --seeds 10", 20,
