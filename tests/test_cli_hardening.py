@@ -296,6 +296,9 @@ def test_ctrl_c_says_interrupted_and_exits_130(model_dir, tmp_path):
         [sys.executable, "-m", "microlad", "reconstruct", str(model_dir), "--shape", "64", "64", "64", "--steps", "200",
          "--out", str(tmp_path / "o"), "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a test run started in the background (nohup ... &) inherits SIGINT ignored, and a
+        # Python child then never installs its KeyboardInterrupt handler: give it the default
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     time.sleep(4.0)  # imports done, sampling under way
     proc.send_signal(signal.SIGINT)
