@@ -8,7 +8,7 @@
 (8, 2, 64, 64)
 """
 from microlad.data._encoding import N_DIHEDRAL, dihedral, dihedral_batch, dihedral_inverse, from_onehot, onehot
-from microlad.data._patches import LabelImages, PatchSampler, as_label_images
+from microlad.data._patches import LabelImages, PatchSampler, as_label_images, grid_tiles
 
 __all__ = [
     "N_DIHEDRAL",
@@ -19,5 +19,6 @@ __all__ = [
     "dihedral_batch",
     "dihedral_inverse",
     "from_onehot",
+    "grid_tiles",
     "onehot",
 ]

@@ -14,7 +14,7 @@ import torch
 from microlad.data._encoding import N_DIHEDRAL, dihedral_batch, onehot
 from microlad.errors import InputError, ShapeError
 
-__all__ = ["LabelImages", "PatchSampler", "as_label_images"]
+__all__ = ["LabelImages", "PatchSampler", "as_label_images", "grid_tiles"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,16 @@ def as_label_images(images: Any) -> LabelImages:
     return LabelImages(tuple(arrays), n_phases, known[0] if known else None, tuple(names))
 
 
+def grid_tiles(planes: np.ndarray, patch: int) -> np.ndarray:
+    """The non-overlapping ``patch`` × ``patch`` tiles of a regular grid anchored at the origin
+    of a (H, W) image or each (H, W) plane of an (N, H, W) stack: (n, patch, patch), a view
+    where possible. Each pixel the grid reaches is in exactly one tile."""
+    arr = np.asarray(planes)
+    arr = arr[None] if arr.ndim == 2 else arr
+    win = np.lib.stride_tricks.sliding_window_view(arr, (patch, patch), axis=(1, 2))
+    return win[:, ::patch, ::patch].reshape(-1, patch, patch)
+
+
 class PatchSampler:
     """Draws random square label patches (optionally augmented by D4) from training inputs.
 
@@ -172,7 +182,7 @@ class PatchSampler:
         self.augment = bool(augment)
         self.n_phases = self.images.n_phases
         self._sources: list[np.ndarray] = []  # each a (n_slices, h+1, w+1, p, p) window view of the padded plane
-        self._tiles: list[np.ndarray] = []  # each a (n_slices, h-p+1, w-p+1, p, p) window view of the plane itself
+        self._planes: list[np.ndarray] = []  # each (n_slices, h, w), unpadded (the tiles' source)
         weights: list[float] = []
         self.descriptions: list[str] = []
         for name, arr in zip(self.images.names, self.images.arrays):
@@ -197,7 +207,7 @@ class PatchSampler:
                 # mirrored by half a patch at its borders (uniform pixel coverage, see above)
                 padded = np.pad(plane, ((0, 0), (half, half), (half, half)), mode="symmetric")
                 self._sources.append(np.lib.stride_tricks.sliding_window_view(padded, (patch, patch), axis=(1, 2)))
-                self._tiles.append(np.lib.stride_tricks.sliding_window_view(plane, (patch, patch), axis=(1, 2)))
+                self._planes.append(plane)
                 weights.append(float(arr.size))
         w = torch.tensor(weights, dtype=torch.float64)
         self._weights = w / w.sum()
@@ -234,10 +244,7 @@ class PatchSampler:
         more than ``max_n`` tiles, ``max_n`` of them are drawn uniformly without replacement
         (with ``generator``). No augmentation (the statistics are rotation-averaged anyway).
         """
-        tiles = []
-        for src in self._tiles:  # (n_slices, h-p+1, w-p+1, p, p) window views
-            n_sl, ny, nx = src.shape[:3]
-            tiles.append(src[:, 0:ny:self.patch, 0:nx:self.patch].reshape(-1, self.patch, self.patch))
+        tiles = [grid_tiles(plane, self.patch) for plane in self._planes]
         counts = [len(t) for t in tiles]
         total = sum(counts)
         if total <= max_n:

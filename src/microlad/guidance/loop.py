@@ -306,19 +306,19 @@ class _Run:
             probs = axis_volume(self.vae, z.detach(), 0, **self.opts)
             return {x.target.name: T.volume_value(x, probs).detach() for x in vol_terms}
 
+    def _residuals(self, measured: dict[str, float]) -> dict[str, float]:
+        """Measured residual (tolerance units, :func:`~microlad.guidance.terms.measured_residual`)
+        per target name; VF targets that the finish settles exactly do not count."""
+        return {term.target.name: T.measured_residual(term, measured[term.target.name]) for term in self.terms
+                if not (term.target.kind == "vf" and self.o.exact_vf) and term.target.name in measured}
+
     def score(self, measured: dict[str, float]) -> float:
-        """How far a measured checkpoint is from the targets: the largest residual in
-        tolerance units (:func:`~microlad.guidance.terms.measured_residual`); VF targets
-        that the finish settles exactly do not count."""
-        res = [T.measured_residual(term, measured[term.target.name]) for term in self.terms
-               if not (term.target.kind == "vf" and self.o.exact_vf) and term.target.name in measured]
-        return max(res) if res else 0.0
+        """How far a measured checkpoint is from the targets: its largest residual."""
+        return max(self._residuals(measured).values(), default=0.0)
 
     def unmet(self, measured: dict[str, float]) -> bool:
-        """Whether a scalar target (not S2; not a VF target that will be settled) misses its tolerance."""
-        return any(T.measured_residual(term, measured[term.target.name]) > 1.0 for term in self.terms
-                   if term.target.kind != "s2" and not (term.target.kind == "vf" and self.o.exact_vf)
-                   and term.target.name in measured)
+        """Whether a scalar target (not S2) misses its tolerance."""
+        return any(r > 1.0 for name, r in self._residuals(measured).items() if name.split(":")[0] != "s2")
 
     def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> tuple[dict[str, float], tuple[torch.Tensor, np.ndarray]]:
         """Finish ``z``, measure every term, set the surrogate offsets; returns the

@@ -57,20 +57,16 @@ def image_s2(path, grey_values, cutoff: int) -> np.ndarray:
 
     seg = read_image(path)
     model_grey = [float(g) for g in grey_values]
-    lookup = {}
-    for i, g in enumerate(seg.grey_values):
+    for g in seg.grey_values:
         if float(g) not in model_grey:
             raise InputError(
                 f"{path}: grey value {g:g} is not one of the model's phases (grey values {', '.join(f'{v:g}' for v in model_grey)})"
             )
-        lookup[i] = model_grey.index(float(g))
-    labels = np.zeros_like(seg.labels)
-    for i, j in lookup.items():
-        labels[seg.labels == i] = j
-    if labels.ndim == 2:
-        cut = min(int(cutoff), min(labels.shape) // 2)
-        return np.stack([s2_radial(labels, phase=p, cutoff=cut, periodic=False) for p in range(len(model_grey))])
+    lookup = np.array([model_grey.index(float(g)) for g in seg.grey_values], dtype=np.uint8)
+    labels = lookup[seg.labels]  # the file's phase i -> the model's phase with the same grey value
     cut = min(int(cutoff), min(labels.shape) // 2)
+    if labels.ndim == 2:
+        return np.stack([s2_radial(labels, phase=p, cutoff=cut, periodic=False) for p in range(len(model_grey))])
     return np.stack([
         np.mean([s2_slices(labels, phase=p, axis=a, cutoff=cut, periodic=False) for a in range(3)], axis=0)
         for p in range(len(model_grey))
