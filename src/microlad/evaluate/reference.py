@@ -37,7 +37,6 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from microlad.data import grid_tiles
 from microlad.descriptors import s2_error, s2_radial, stereological_surface_area, volume_fraction
 from microlad.errors import InputError, ShapeError
 from microlad.evaluate.metrics import SMALL_R, MetricOptions, image_metrics, volume_metrics
@@ -200,6 +199,8 @@ def reference_from_images(
     if opts.cutoff > patch // 2:
         raise ShapeError(f"S2 cutoff {opts.cutoff} exceeds half the reference patch size {patch}")
     rng = np.random.default_rng(seed)
+    from microlad.data import grid_tiles  # here, not at module level: microlad.data loads torch
+
     tiles = [np.ascontiguousarray(t) for im in images for t in grid_tiles(im, patch)]
     tile_means: dict[str, np.ndarray] = {}
     if len(tiles) >= int(n_patches):
