@@ -153,7 +153,8 @@ def main() -> None:
         seed = args.seed + i
         gen = torch.Generator().manual_seed(seed)
         s = args.size
-        z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, s // f, s // f, s // f), generator=gen, options=opts)
+        z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, s // f, s // f, s // f),
+                                 coupling_stop=model.coupling_stop, generator=gen, options=opts)
         raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
         per_axis = decode_axes(vae, raw, opts)  # decoding is shared; the variants differ in fusion and finish
         for v in variants:

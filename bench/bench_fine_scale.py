@@ -17,11 +17,15 @@ default reconstruction does):
 
 - ``default``: what ``reconstruct`` does: L-MPDD (coupled) → three-axis probability average →
   match → K = 1 refinement → match → perimeter-calibrated smoothing (match);
+- ``common_width``: the default with one smoothing width for every phase (the default
+  before per-phase widths, 2026-12-06; identical to ``default`` for two phases);
 - ``unsmoothed``: the default without the smoothing (the default before 2026-12-06);
 - ``k0`` / ``k3``: no refinement / three passes (no smoothing, like every variant below);
 - ``axis0_only``: only the decode along z (slices normal to z decoded, others implied);
 - ``logit_mean``: the three axes fused by averaging log-probabilities instead of probabilities;
 - ``plain``: the paper's uncoupled L-MPDD, default decoding;
+- ``coupled_until_F``: the default with the slice coupling only at timesteps t >= F·T
+  (the coarse layout), plain L-MPDD below;
 - ``prior_2d``: 2D samples of the prior (64², DDIM 25, the steps L-MPDD uses) decoded — the
   floor a 3D method stands on; ``prior_2d_ddim50``: the same with ``sample_2d``'s default
   50 steps. Each "volume" of a prior variant is 64 samples.
@@ -52,8 +56,9 @@ from microlad.model import load_model
 from microlad.reconstruct import SliceOptions, interpolate_along, refine_volume, sample_latent_volume, to_slices
 from microlad.reconstruct.api import _target_fractions, smooth_probabilities
 from microlad.reconstruct.decode import decode_slices, match_fractions
+from microlad.reconstruct.smoothing import calibrate_sigma
 
-VARIANTS = ("prior_2d", "prior_2d_ddim50", "default", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
+VARIANTS = ("prior_2d", "prior_2d_ddim50", "default", "common_width", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
 R_SMALL = 8
 PATCH = 64
 
@@ -98,8 +103,9 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     gen = torch.Generator().manual_seed(seed)
     if variant.startswith("prior_2d"):
         return np.asarray(model.sample_2d(size, size=size, steps=50 if variant.endswith("ddim50") else 25, seed=seed))
+    stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
     z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
-                             slice_coupling=variant != "plain", generator=gen)
+                             slice_coupling=variant != "plain", coupling_stop=stop, generator=gen)
     raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
     per_axis = []
     for axis in ((0,) if variant == "axis0_only" else range(3)):
@@ -114,8 +120,12 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant == "default":  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant == "default" or variant.startswith("coupled_until_"):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
+    elif variant == "common_width":
+        ref = [float(v) for v in model.training_stats.specific_surface_area]
+        sigma = calibrate_sigma(probs, ref, lambda q: match_fractions(q, target_vf))
+        probs, _ = smooth_probabilities(model, probs, target_vf, sigma=sigma)
     return probs.argmax(0).to(torch.uint8).numpy()
 
 

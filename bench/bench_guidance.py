@@ -307,11 +307,13 @@ def main() -> None:
     ap.add_argument("--tau", default="0@z")
     ap.add_argument("--tau-rock", default=None)
     ap.add_argument("--weight", action="append", default=None, help="NAME=W passed to generate")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the committed sets; 0: torch's default)")
     args = ap.parse_args()
 
     import torch
 
-    torch.set_num_threads(1)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     from microlad.bundled import resolve_model
     from microlad.io import read_image
     from microlad.model import load_model

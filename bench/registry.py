@@ -28,6 +28,8 @@ BEREA = "$DATA/3d/berea_400.npz"  # read by default by the scripts that take no 
 SOFC_MODEL = "src/microlad/assets/models/sofc-anode"
 CARBONATE_MODEL = "src/microlad/assets/models/carbonate"
 OLD_CARBONATE = "/work/runs/carbonate"
+FIRST_CARBONATE = ("measured the first bundled carbonate model (2026-12-03, --ldm-steps 4000, centre-weighted patch sampler), "
+                   "replaced on 2026-12-06 by one trained with default settings; a re-run measures the new weights")
 OLD_CARBONATE_NOTE = ("/work/runs/carbonate is a carbonate model of an earlier session, not in the repository (the bundled "
                       "`carbonate`, trained 2026-12-03 with --ldm-steps 4000, is a different model: the same command with "
                       f"{CARBONATE_MODEL} would measure it, not reproduce this table)")
@@ -95,10 +97,10 @@ ENTRIES: tuple[Entry, ...] = (
                f"`microlad train {SOFC} --out DIR` (20 min)"),
     Entry("training_carbonate",
           f"python bench/bench_training.py {CARBONATE_MODEL} {CARBONATE} --name carbonate --note 'Bundled model `carbonate` "
-          "(src/microlad/assets/models/carbonate). LDM steps raised to 4000 (--ldm-steps 4000); 1 torch thread; trained "
-          "while four other jobs shared the 2 cores (load average 4-8), hence the long wall time.'", 2,
+          "(src/microlad/assets/models/carbonate), default settings (uniform mirrored patch sampler, tile statistics); 1 torch "
+          "thread; trained while four other jobs shared the 2 cores (load average about 5), hence the long wall time.'", 2,
           note="summarises the training report stored in the bundled carbonate model; the training itself is not rerun: "
-               f"`microlad train {CARBONATE} --ldm-steps 4000 --out DIR` (105 min at load 4-8)"),
+               f"`microlad train {CARBONATE} --out DIR --threads 1` (51 min at load 5)"),
     Entry("reconstruct", f"python bench/bench_reconstruct.py {SOFC_MODEL}", 6,
           note="64³ cycled and averaged, 256³ at K = 1 and 2, each in its own process on every core"),
     Entry("fidelity_sofc", f"python bench/bench_fidelity.py {SOFC_MODEL} {SOFC} --name sofc", 4),
@@ -120,9 +122,9 @@ ENTRIES: tuple[Entry, ...] = (
           note="the default (smoothed) finish vs the same volumes unsmoothed, 10 × 64³; " + RANDOM_REF),
     Entry("fine_scale_carbonate_smoothing",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants default,unsmoothed --name carbonate_smoothing", 3,
-          note=RANDOM_REF),
+          stale=FIRST_CARBONATE, note=RANDOM_REF),
     Entry("fine_scale_carbonate_prior",
-          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 2 --variants prior_2d --name carbonate_prior", 1,
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 2 --variants prior_2d --name carbonate_prior", 1, stale=FIRST_CARBONATE,
           note="the carbonate 2D prior alone: 2 × 64 decoded 64² samples against 64² patches of the image; " + RANDOM_REF),
     Entry("fine_scale_nmc_prior",
           f"python bench/bench_fine_scale.py /work/runs/nmc-default {NMC} -n 4 --variants prior_2d --name nmc_prior", 1,
@@ -138,6 +140,19 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc_perphase",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants default --name sofc_perphase", 4,
           note="the default reconstruction with per-phase smoothing widths (2026-12-06) against the image's tiles"),
+    Entry("fine_scale_composite_perphase",
+          f"python bench/bench_fine_scale.py /work/runs/composite-mirror {COMPOSITE} -n 6 --variants default,common_width "
+          "--name composite_perphase", 2, needs=("/work/runs/composite-mirror",),
+          note="per-phase vs one common smoothing width on the composite model (stores no coupling window: every step coupled)"),
+    Entry("fine_scale_nmc_perphase",
+          f"python bench/bench_fine_scale.py /work/runs/nmc-default {NMC} -n 6 --variants default,common_width "
+          "--name nmc_perphase", 2, needs=("/work/runs/nmc-default",),
+          note="per-phase vs one common smoothing width on the NMC model (stores no coupling window: every step coupled)"),
+    Entry("fine_scale_composite_window",
+          f"python bench/bench_fine_scale.py /work/runs/composite-mirror {COMPOSITE} -n 4 "
+          "--variants default,coupled_until_0.5,coupled_until_0.7,plain --name composite_window", 2,
+          needs=("/work/runs/composite-mirror",),
+          note="the slice coupling restricted to the high-noise steps (t >= F·T), composite; `plain` is unsmoothed"),
     Entry("fine_scale_carbonate_mirror",
           f"python bench/bench_fine_scale.py /work/runs/carbonate-mirror {CARBONATE} -n 4 --variants prior_2d,default "
           "--name carbonate_mirror", 2, needs=("/work/runs/carbonate-mirror",),
@@ -204,6 +219,8 @@ ENTRIES: tuple[Entry, ...] = (
               note="issue #10's S2-guided set with the metric's own reference as the target (s2=IMAGE), 10 × 64³"),
     _guidance("guidance_carbonate_s2_image", f"--sets s2 --s2-target image --seeds 10", 15, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set, target = the image's own S2 (s2=IMAGE), 10 × 64³"),
+    _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,
+              note="issue #10's speed item on an idle machine: VF, S2 and SA targets at 64³, 2 torch threads (the CLI default here)"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),

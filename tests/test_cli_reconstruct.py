@@ -33,6 +33,8 @@ def test_reconstruct_writes_volumes_with_sidecars(model_dir, tmp_path, capsys):
         # smoothing is on by default and its width is recorded (this tiny model stores no
         # surface statistics, so there is nothing to calibrate to: width 0)
         assert side["config"]["smooth"] is True and side["config"]["smoothing_sigma"] == [0.0, 0.0]
+        # the coupling window in force is recorded (this model stores none: every step coupled)
+        assert side["config"]["coupling_stop"] == 0.0
         assert side["volume_fraction"]["total"]["0"] == pytest.approx(0.6, abs=0.02)
     raw = run_cli(capsys, *args[:-3], "--no-match-vf", "--out", tmp_path / "raw", "--no-progress")
     assert raw.exit_code == 0, raw.stderr
@@ -62,6 +64,7 @@ def test_reconstruct_shards_across_ranks(model_dir, tmp_path, capsys, monkeypatc
     [
         (["--shape", "8", "8", "10"], "multiple of the vae factor"),
         (["--shape", "8", "8", "8", "-n", "0"], "-n must be"),
+        (["--shape", "8", "8", "8", "--coupling-stop", "1.5"], "--coupling-stop must be in [0, 1]"),
     ],
 )
 def test_reconstruct_bad_input_is_one_line_and_writes_nothing(model_dir, tmp_path, capsys, extra, message):

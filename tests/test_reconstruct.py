@@ -34,6 +34,7 @@ def tiny_model():
     m = M()
     m.vae, m.unet, m.schedule, m.grey_values = vae, unet, DDPMSchedule(), (0.0, 1.0, 2.0)
     m.training_stats = TrainingStats()
+    m.coupling_stop = 0.0
     return m
 
 

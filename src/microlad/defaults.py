@@ -8,6 +8,10 @@ RECONSTRUCT_STEPS = 25
 """DDIM steps of L-MPDD. Chosen because 25 steps give the same slice-S2 fidelity as 50
 within the standard error at half the sampling time (BENCHMARKS.md)."""
 
+RECONSTRUCT_COUPLING_STOP = 0.0
+"""Slice coupling of L-MPDD runs at the steps with timestep t >= this fraction of the
+training timesteps (0: every step). See BENCHMARKS.md, "Fine scale"."""
+
 RECONSTRUCT_REFINE = 1
 """Three-axis refinement passes K (``refine``). Chosen because a second pass changes far
 fewer voxels than the first and the slice-S2 fidelity does not improve (BENCHMARKS.md)."""

@@ -198,10 +198,13 @@ class TrainingStats(_Contract):
 @dataclass(frozen=True)
 class ModelConfig(_Contract):
     """``config.json``'s ``"config"``: training patch size (pixels), the microlad version
-    that wrote the directory and the training settings (``training``: run settings,
-    :class:`~microlad.training.TrainOptions` as a dict, world size, input names)."""
+    that wrote the directory, the training settings (``training``: run settings,
+    :class:`~microlad.training.TrainOptions` as a dict, world size, input names) and the
+    reconstruction settings calibrated for this model (``reconstruct``: ``coupling_stop``
+    and how it was chosen, :mod:`microlad.reconstruct.calibration`)."""
 
     patch_size: int | None = None
     microlad_version: str | None = None
     training: Mapping[str, Any] | None = None
+    reconstruct: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

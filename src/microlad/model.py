@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from microlad._version import __version__
+from microlad.defaults import RECONSTRUCT_COUPLING_STOP
 from microlad.device import resolve_device
 from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, make_sampler
 from microlad.errors import CheckpointError, InputError, OutputExistsError, ShapeError
@@ -160,6 +161,14 @@ class MicroladModel:
     def size_multiple(self) -> int:
         """Image sizes must be multiples of this: f · 2**(U-Net levels − 1)."""
         return self.downsample_factor * self.unet.config.size_multiple
+
+    @property
+    def coupling_stop(self) -> float:
+        """L-MPDD couples slices at timesteps t >= this fraction of T: the value calibrated for
+        this model (``config.reconstruct``, :mod:`microlad.reconstruct.calibration`), else
+        :data:`~microlad.defaults.RECONSTRUCT_COUPLING_STOP`."""
+        stored = (self.config.reconstruct or {}).get("coupling_stop")
+        return float(RECONSTRUCT_COUPLING_STOP if stored is None else stored)
 
     @property
     def device(self) -> torch.device:

@@ -50,6 +50,10 @@ def describe_model(directory: Path, *, name: str) -> str:
     score = report.vae_reconstruction if report is not None else None
     if score is not None and score.pixel_accuracy is not None:
         lines.append(f"  VAE held-out pixel accuracy {score.pixel_accuracy:.4f}")
+    if (m.config.reconstruct or {}).get("coupling_stop") is not None:
+        from microlad.reconstruct.calibration import describe_window
+
+        lines.append(f"  L-MPDD slice coupling: {describe_window(m.coupling_stop)} (calibrated on the training S2)")
     licence = _source_licence(directory)
     if licence:
         lines.append(f"  weights licence: {licence}")

@@ -26,6 +26,7 @@ def reconstruct(
     sampler: str = typer.Option("ddim", "--sampler", help="ddim (deterministic, few-step) or ancestral (DDPM; also accepted as ddpm)."),
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
     slice_coupling: bool = typer.Option(True, "--slice-coupling/--no-slice-coupling", help="Couple slices across the slicing axis so correlation is isotropic (--no-slice-coupling: the paper's plain L-MPDD)."),
+    coupling_stop: Optional[float] = typer.Option(None, "--coupling-stop", help="Couple slices only at timesteps t >= F·T, F in [0, 1] (default: the value calibrated for the model at training, else 0 = every step).", show_default=False),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
@@ -52,6 +53,8 @@ def reconstruct(
         raise InputError(f"--sampler must be ddim or ancestral (ddpm), got {sampler!r}")
     if vf and match_vf is False:
         raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
+    if coupling_stop is not None and not 0.0 <= coupling_stop <= 1.0:
+        raise InputError(f"--coupling-stop must be in [0, 1], got {coupling_stop}")
     path = start_volume_command(model_dir, shape, out, threads)
 
     import torch
@@ -76,12 +79,13 @@ def reconstruct(
     # --match-vf (default) matches when the model stores training fractions (every trained model does)
     target = list(vf) if vf else (training_fractions(model) if match_vf is not False else None)
     match = target if target is not None else False  # also False when the model stores no fractions
+    stop = model.coupling_stop if coupling_stop is None else coupling_stop
     written = []
     for i in mine:
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
-            average_axes=average_axes, slice_coupling=slice_coupling, periodic=periodic, memory_budget=memory_mb << 20, progress=progress,
-            match_vf=match, smooth=smooth,
+            average_axes=average_axes, slice_coupling=slice_coupling, coupling_stop=stop, periodic=periodic,
+            memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -89,7 +93,7 @@ def reconstruct(
             "index": i,
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
-                       "average_axes": average_axes, "slice_coupling": slice_coupling, "periodic": periodic, "device": str(device),
+                       "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "periodic": periodic, "device": str(device),
                        "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma]},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),

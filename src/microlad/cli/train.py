@@ -156,6 +156,12 @@ def train(
         f"S2 error {_fmt(vr.s2_error)}"
     )
     typer.echo(f"LDM: {steps.get('ldm', 0)} steps, final loss {ldm_l.get('loss', float('nan')):.4f}")
+    cal = (model.config.reconstruct or {}).get("coupling_calibration")
+    if cal:
+        errs = ", ".join(f"{k}: {100 * v:.1f} %" for k, v in cal["scores"].items())
+        from microlad.reconstruct.calibration import describe_window
+
+        typer.echo(f"coupling: {describe_window(model.coupling_stop)} (S2 error per window start F {errs}; {cal['seconds']:.0f} s)")
     typer.echo(
         f"time: VAE {times.get('vae', 0):.0f} s, statistics {times.get('stats', 0):.0f} s, "
         f"LDM {times.get('ldm', 0):.0f} s, total {times.get('total', 0):.0f} s on {rep.device or '?'}"

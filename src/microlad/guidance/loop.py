@@ -241,7 +241,8 @@ def generate(
                               smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
                               memory_budget=memory_budget, progress=progress)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
-                                  "weights": wt, "targets": [t.describe() for t in tg]}
+                                  "weights": wt, "targets": [t.describe() for t in tg],
+                                  "coupling_stop": model.coupling_stop}
     results = []
     for i in (range(n) if indices is None else indices):
         run = _Run(model, dims, _states(model, tg, wt), wt["prior"], seed + int(i), options, target_vf, device)
@@ -413,7 +414,8 @@ class _Run:
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         t0 = time.perf_counter()
         z0 = sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.o.lmpdd_steps, generator=gen,
-                                  device=self.device, progress=self.o.progress, **self.opts)
+                                  coupling_stop=self.model.coupling_stop, device=self.device, progress=self.o.progress,
+                                  **self.opts)
         self.timings["lmpdd"] = time.perf_counter() - t0
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.o.lr)

@@ -61,6 +61,7 @@ def reconstruct(
     refine: int = RECONSTRUCT_REFINE,
     average_axes: bool = False,
     slice_coupling: bool = True,
+    coupling_stop: float | None = None,
     periodic: bool = False,
     match_vf: bool | Sequence[float] | None = None,
     smooth: bool = RECONSTRUCT_SMOOTH,
@@ -84,7 +85,10 @@ def reconstruct(
     ``slice_coupling`` (default True, ours): couple the slices' clean estimates across the
     slicing axis at every step so the volume's correlation is isotropic
     (:mod:`microlad.reconstruct.coupling`); False runs the paper's plain L-MPDD, whose
-    slices have smaller features than the training images.
+    slices have smaller features than the training images. ``coupling_stop``: couple only
+    the steps at timesteps t >= coupling_stop · T (default None: the value calibrated for
+    the model, :attr:`MicroladModel.coupling_stop`, see
+    :mod:`microlad.reconstruct.calibration`).
 
     ``match_vf``: True moves the per-phase decision thresholds so the volume has the
     training images' volume fractions (``model.training_stats.image_volume_fraction``,
@@ -111,6 +115,10 @@ def reconstruct(
     if refine < 0:
         raise InputError(f"refine must be >= 0, got {refine}")
     sampler = canonical_sampler(sampler)
+    if coupling_stop is None:
+        coupling_stop = model.coupling_stop
+    if not 0.0 <= coupling_stop <= 1.0:
+        raise InputError(f"coupling_stop must be in [0, 1], got {coupling_stop}")
     target_vf = _target_fractions(model, match_vf)
     device = next(vae.parameters()).device
     latent_shape = (vae.config.latent_channels, dims[0] // f, dims[1] // f, dims[2] // f)
@@ -124,7 +132,8 @@ def reconstruct(
         gen = torch.Generator(device="cpu").manual_seed(vol_seed)
         t0 = time.perf_counter()
         z = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
-                                 slice_coupling=slice_coupling, generator=gen, options=opts)
+                                 slice_coupling=slice_coupling, coupling_stop=coupling_stop,
+                                 generator=gen, options=opts)
         t1 = time.perf_counter()
         probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()

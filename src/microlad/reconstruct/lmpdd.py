@@ -55,6 +55,7 @@ def sample_latent_volume(
     sampler: str = "ddim",
     average_axes: bool = False,
     slice_coupling: bool = True,
+    coupling_stop: float = 0.0,
     generator: torch.Generator | None = None,
     options: SliceOptions | None = None,
     **keywords,
@@ -72,6 +73,8 @@ def sample_latent_volume(
     slice_coupling : smooth each step's clean estimate along the slicing axis until its
         cross-slice correlation matches the in-plane one (see
         :mod:`microlad.reconstruct.coupling`); False gives the paper's plain L-MPDD.
+    coupling_stop : couple only the steps at timesteps t >= coupling_stop · T (T the
+        training timesteps); 0 couples every step.
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
     options : :class:`SliceOptions` (``periodic``, ``memory_budget``, ``progress``,
         ``device``); its fields may also be given as keywords.
@@ -86,7 +89,7 @@ def sample_latent_volume(
         outs = []
         for a in (range(3) if average_axes else [axes[i]]):
             out = predict_slices(unet, z, t, a, opts)
-            if slice_coupling:
+            if slice_coupling and t >= coupling_stop * schedule.num_train_timesteps:
                 out = coupled_output(schedule, z, out, t, a, periodic=opts.periodic)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else sum(outs) / 3.0

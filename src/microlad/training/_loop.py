@@ -464,6 +464,13 @@ class _Trainer:
                                "inputs": list(self.labels.names)}}
         model = MicroladModel(st.vae, st.ema, s.schedule, grey_values=grey, patch_size=s.patch,
                               training_stats=stats, config=config)
+        if self.ctx.is_main and s.options.calibrate_coupling:
+            from microlad.reconstruct.calibration import calibrate_coupling_stop
+
+            cal = calibrate_coupling_stop(model, seed=s.seed)
+            if cal is not None:
+                model.config = dataclasses.replace(model.config, reconstruct=cal.to_dict())
+                log.info("coupling window: slices coupled at t >= %.2f T (%.0f s)", cal.coupling_stop, cal.seconds)
         if self.ctx.is_main:
             model.save(self.out_dir)
         st.stage = "done"

@@ -68,6 +68,10 @@ class TrainOptions:
         augmentation; with one input image it overlaps the training data).
     log_every
         Steps between loss lines on the ``microlad.training`` logger.
+    calibrate_coupling
+        After training, choose the L-MPDD slice-coupling window for this model from its
+        training S2 (:mod:`microlad.reconstruct.calibration`; 20 small reconstructions,
+        about a minute for a 64² patch model on a CPU) and store it in ``config.json``.
     """
 
     vae_lr: float = 1e-3
@@ -86,6 +90,7 @@ class TrainOptions:
     heldout_patches: int = 128
     heldout_seed: int = 20250101
     log_every: int = 50
+    calibrate_coupling: bool = True
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "constant"):
