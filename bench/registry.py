@@ -80,6 +80,11 @@ def _guidance(name: str, args: str, minutes: float, *, model: str = "sofc-anode"
     return Entry(name, cmd, minutes, needs=needs, stale=stale, note=note)
 
 
+CAL_NOTE = ("/work/runs/cal/NAME is a copy of /work/runs/NAME (see the entries above) whose coupling window was then "
+            "calibrated with `python scripts/calibrate_model.py /work/runs/cal/NAME` (2026-12-06: composite 0.75, NMC 1), "
+            "not in the repository")
+
+
 ENTRIES: tuple[Entry, ...] = (
     Entry("transport", "python bench/bench_transport.py", 7, needs=(BEREA,),
           note="Berea 128³ and 200³, three axes, TauFactor on 1 thread (the defaults); TauFactor takes most of the time"),
@@ -153,6 +158,18 @@ ENTRIES: tuple[Entry, ...] = (
           "--variants default,coupled_until_0.5,coupled_until_0.7,plain --name composite_window", 2,
           needs=("/work/runs/composite-mirror",),
           note="the slice coupling restricted to the high-noise steps (t >= F·T), composite; `plain` is unsmoothed"),
+    Entry("fine_scale_composite_calibrated",
+          f"python bench/bench_fine_scale.py /work/runs/cal/composite-mirror {COMPOSITE} -n 6 --variants default "
+          "--name composite_calibrated", 2, needs=("/work/runs/cal/composite-mirror",), note=CAL_NOTE),
+    Entry("fine_scale_nmc_calibrated",
+          f"python bench/bench_fine_scale.py /work/runs/cal/nmc-default {NMC} -n 6 --variants default "
+          "--name nmc_calibrated", 2, needs=("/work/runs/cal/nmc-default",), note=CAL_NOTE),
+    Entry("fidelity_composite_calibrated",
+          f"python bench/bench_fidelity.py /work/runs/cal/composite-mirror {COMPOSITE} --name composite_calibrated", 10,
+          needs=("/work/runs/cal/composite-mirror",), note=CAL_NOTE),
+    Entry("fidelity_nmc_calibrated",
+          f"python bench/bench_fidelity.py /work/runs/cal/nmc-default {NMC} --name nmc_calibrated", 10,
+          needs=("/work/runs/cal/nmc-default",), note=CAL_NOTE),
     Entry("fine_scale_carbonate_mirror",
           f"python bench/bench_fine_scale.py /work/runs/carbonate-mirror {CARBONATE} -n 4 --variants prior_2d,default "
           "--name carbonate_mirror", 2, needs=("/work/runs/carbonate-mirror",),
