@@ -234,6 +234,8 @@ ENTRIES: tuple[Entry, ...] = (
               note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
     _guidance("guidance_sofc_s2_image", f"--sets s2 --s2-target image --seeds 10", 20,
               note="issue #10's S2-guided set with the metric's own reference as the target (s2=IMAGE), 10 × 64³"),
+    _guidance("guidance_sofc_s2_image_steps120", f"--sets s2 --s2-target image --seeds 10 --steps 120", 10,
+              note="the SOFC S2-guided set with twice the steps (does the 1 % goal need more steps?)"),
     _guidance("guidance_carbonate_s2_image", f"--sets s2 --s2-target image --seeds 10", 15, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set, target = the image's own S2 (s2=IMAGE), 10 × 64³"),
     _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,

@@ -193,3 +193,23 @@ def test_tiles_weight_every_pixel_equally_where_random_patches_favour_the_centre
     assert a.shape == (5, 32, 32) and np.array_equal(a, b)
     full = {t.tobytes() for t in tiles}
     assert all(t.tobytes() in full for t in a)
+
+
+def test_tiles_reach_every_pixel_when_the_side_is_not_a_multiple_of_the_patch():
+    from microlad.data._patches import grid_tiles, tile_starts
+
+    assert tile_starts(128, 32).tolist() == [0, 32, 64, 96]  # multiples: the plain grid
+    assert tile_starts(100, 64).tolist() == [0, 36] and tile_starts(40, 64).size == 0
+    # label every pixel by its own index: the tiles must contain each index once or twice
+    img = np.arange(100 * 70).reshape(100, 70)
+    tiles = grid_tiles(img, 32)
+    assert tiles.shape == (4 * 3, 32, 32)
+    seen = np.bincount(tiles.ravel(), minlength=img.size)
+    assert seen.min() >= 1 and seen.max() <= 4  # 1 or 2 per axis
+    # a phase that lives only in the last 36 columns of a 100-wide image is seen
+    # (a grid anchored at the origin never reached it)
+    two = np.zeros((64, 100), dtype=np.uint8)
+    two[:, 64:] = 1
+    s = PatchSampler([two], patch=64, augment=False)
+    t = s.tile_labels(100, torch.Generator().manual_seed(0))
+    assert t.shape == (2, 64, 64) and (t == 1).mean() == pytest.approx(36 / 128)

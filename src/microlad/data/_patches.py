@@ -132,14 +132,29 @@ def as_label_images(images: Any) -> LabelImages:
     return LabelImages(tuple(arrays), n_phases, known[0] if known else None, tuple(names))
 
 
+def tile_starts(length: int, patch: int) -> np.ndarray:
+    """Starts of the fewest ``patch``-wide tiles that cover ``length`` pixels: ``ceil(length /
+    patch)`` tiles spread evenly from 0 to ``length - patch``. When ``length`` is a multiple
+    of ``patch`` they do not overlap; otherwise neighbours overlap by less than a patch, so
+    every pixel is in one or two tiles. Empty when ``length < patch``."""
+    if length < patch:
+        return np.zeros(0, dtype=np.int64)
+    n = -(-length // patch)
+    return np.round(np.linspace(0, length - patch, n)).astype(np.int64)
+
+
 def grid_tiles(planes: np.ndarray, patch: int) -> np.ndarray:
-    """The non-overlapping ``patch`` × ``patch`` tiles of a regular grid anchored at the origin
-    of a (H, W) image or each (H, W) plane of an (N, H, W) stack: (n, patch, patch), a view
-    where possible. Each pixel the grid reaches is in exactly one tile."""
+    """``patch`` × ``patch`` tiles covering the whole of a (H, W) image or of each (H, W)
+    plane of an (N, H, W) stack: (n, patch, patch). Tile starts per axis from
+    :func:`tile_starts`: a regular non-overlapping grid when the sides are multiples of
+    ``patch`` (every pixel in exactly one tile), otherwise the fewest tiles that reach every
+    pixel (a grid anchored at the origin would leave out the last ``H mod patch`` rows,
+    e.g. 36 % of each axis of a 100² slice)."""
     arr = np.asarray(planes)
     arr = arr[None] if arr.ndim == 2 else arr
     win = np.lib.stride_tricks.sliding_window_view(arr, (patch, patch), axis=(1, 2))
-    return win[:, ::patch, ::patch].reshape(-1, patch, patch)
+    ys, xs = tile_starts(arr.shape[1], patch), tile_starts(arr.shape[2], patch)
+    return win[:, ys][:, :, xs].reshape(-1, patch, patch)
 
 
 class PatchSampler:
@@ -234,13 +249,13 @@ class PatchSampler:
         return torch.from_numpy(out)
 
     def tile_labels(self, max_n: int, generator: torch.Generator) -> np.ndarray:
-        """Non-overlapping ``patch`` × ``patch`` tiles of every source plane, uint8 (n, patch, patch).
+        """``patch`` × ``patch`` tiles covering every source plane (:func:`grid_tiles`), uint8 (n, patch, patch).
 
         Random patch offsets cover the pixels near an image's centre more often than those
         near its border (a pixel at the border lies in one offset per axis, a central one in
-        ``patch``), which biases statistics on small images. The tiles of a regular grid
-        anchored at each plane's origin cover every pixel they reach exactly once, so their
-        mean statistics are the images' own (in the patch-size convention). When there are
+        ``patch``), which biases statistics on small images. Tiles cover every pixel once
+        (twice where a side is not a multiple of ``patch`` and neighbouring tiles overlap),
+        so their mean statistics are the images' own (in the patch-size convention). When there are
         more than ``max_n`` tiles, ``max_n`` of them are drawn uniformly without replacement
         (with ``generator``). No augmentation (the statistics are rotation-averaged anyway).
         """
