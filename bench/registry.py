@@ -180,6 +180,12 @@ ENTRIES: tuple[Entry, ...] = (
           "--name composite_mirror", 2, needs=("/work/runs/composite-mirror",),
           note=f"the composite image with default settings and the uniform patch sampler: `microlad train {COMPOSITE} "
                "--out /work/runs/composite-mirror --threads 1` (2026-12-06, 51 min at load 5), not in the repository"),
+    Entry("levers_leopard",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
+          "--variants default,smooth --name leopard", 3, needs=("/work/runs/leopard-new",),
+          note="/work/runs/leopard-new: `microlad train $DATA/3d/leopard_100.npy --out /work/runs/leopard-new --threads 1` "
+               "(default settings, 2026-12-06, 25.5 min at load 2-3), then `python scripts/restat_model.py` (the tiles fix) and "
+               "`python scripts/calibrate_model.py` (window 0); not in the repository"),
     Entry("levers_sofc",
           "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
           note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),
