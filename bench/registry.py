@@ -180,6 +180,10 @@ ENTRIES: tuple[Entry, ...] = (
           "--name composite_mirror", 2, needs=("/work/runs/composite-mirror",),
           note=f"the composite image with default settings and the uniform patch sampler: `microlad train {COMPOSITE} "
                "--out /work/runs/composite-mirror --threads 1` (2026-12-06, 51 min at load 5), not in the repository"),
+    Entry("fine_scale_leopard_diag",
+          "python bench/bench_fine_scale.py /work/runs/leopard-new $DATA/3d/leopard_100.npy -n 3 "
+          "--variants prior_2d,axis0_only,k0,unsmoothed,plain --name leopard_diag", 2, needs=("/work/runs/leopard-new",),
+          note="where the Leopard volumes' roughness arises (model: see levers_leopard)"),
     Entry("levers_leopard",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
           "--variants default,smooth --name leopard", 3, needs=("/work/runs/leopard-new",),
