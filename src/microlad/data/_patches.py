@@ -154,7 +154,7 @@ def grid_tiles(planes: np.ndarray, patch: int) -> np.ndarray:
     arr = arr[None] if arr.ndim == 2 else arr
     win = np.lib.stride_tricks.sliding_window_view(arr, (patch, patch), axis=(1, 2))
     ys, xs = tile_starts(arr.shape[1], patch), tile_starts(arr.shape[2], patch)
-    return win[:, ys][:, :, xs].reshape(-1, patch, patch)
+    return win[:, ys[:, None], xs[None, :]].reshape(-1, patch, patch)  # only the chosen tiles are copied
 
 
 class PatchSampler:

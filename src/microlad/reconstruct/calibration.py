@@ -76,6 +76,8 @@ def _score(volumes: Sequence[np.ndarray], reference: np.ndarray, cutoff: int, pe
 
     worst = 0.0
     for p, ref in enumerate(reference):
+        if ref.sum() <= 0:  # the phase is absent from the training images: nothing to compare
+            continue
         curves = [s2_slices(v, phase=p, axis=a, cutoff=cutoff, periodic=periodic) for v in volumes for a in range(3)]
         worst = max(worst, float(s2_error(np.mean(curves, axis=0), ref)))
     return worst
@@ -113,6 +115,6 @@ def calibrate_coupling_stop(
     for stop in candidates:
         recs = reconstruct(model, (side, side, side), n=n, seed=seed, coupling_stop=float(stop), progress=progress)
         scores[float(stop)] = _score([np.asarray(r.labels) for r in recs], reference, cutoff, periodic)
-    best = min(scores, key=lambda k: (scores[k], list(scores).index(k)))
+    best = min(scores, key=scores.__getitem__)  # the first of equal scores, in candidate order
     return CouplingCalibration(coupling_stop=best, scores=scores, n=n, size=side, seed=seed,
                                seconds=time.perf_counter() - t0)
