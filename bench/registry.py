@@ -184,6 +184,25 @@ ENTRIES: tuple[Entry, ...] = (
           "python bench/bench_fine_scale.py /work/runs/leopard-new $DATA/3d/leopard_100.npy -n 3 "
           "--variants prior_2d,axis0_only,k0,unsmoothed,plain --name leopard_diag", 2, needs=("/work/runs/leopard-new",),
           note="where the Leopard volumes' roughness arises (model: see levers_leopard)"),
+    Entry("levers_carbonate_window0",
+          "python bench/bench_fidelity_levers.py /work/runs/carbonate-mirror --phase 1 --size 64 -n 6 --variants smooth "
+          "--name carbonate_window0", 2, needs=("/work/runs/carbonate-mirror",),
+          note="the bundled carbonate weights without a coupling window (every step coupled): SA, spanning, τ of the pore phase"),
+    Entry("levers_carbonate_window025",
+          "python bench/bench_fidelity_levers.py carbonate --phase 1 --size 64 -n 6 --variants smooth --name carbonate_window025", 2,
+          note="the bundled carbonate model (window 0.25), same seeds as levers_carbonate_window0"),
+    Entry("levers_composite_window0",
+          "python bench/bench_fidelity_levers.py /work/runs/composite-mirror --phase 2 --size 64 -n 6 --variants smooth "
+          "--name composite_window0", 2, needs=("/work/runs/composite-mirror",),
+          note="composite, every step coupled: SA, spanning, τ of phase 2"),
+    Entry("levers_composite_window075",
+          "python bench/bench_fidelity_levers.py /work/runs/cal/composite-mirror --phase 2 --size 64 -n 6 --variants smooth "
+          "--name composite_window075", 2, needs=("/work/runs/cal/composite-mirror",), note=CAL_NOTE),
+    Entry("levers_berea_window025",
+          "python bench/bench_fidelity_levers.py /work/runs/cal/berea-default --truth berea_400.npz -n 4 --size 128 "
+          "--variants smooth --name berea_window025", 15, needs=("/work/runs/cal/berea-default", BEREA),
+          note="a copy of bench/models/berea-default with the calibrated window 0.25 (`python scripts/calibrate_model.py`); "
+               "compare the first 4 seeds of levers_berea (window 0)"),
     Entry("levers_leopard",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
           "--variants default,smooth --name leopard", 3, needs=("/work/runs/leopard-new",),
