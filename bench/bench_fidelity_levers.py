@@ -127,11 +127,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--variants", default="default,logit,k3,smooth")
     ap.add_argument("--no-tau", action="store_true")
+    ap.add_argument("--sampler", default="ddim", help="L-MPDD sampler (ddim | ancestral)")
+    ap.add_argument("--steps", type=int, default=None, help="L-MPDD steps (default: reconstruct's)")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     from microlad.bundled import resolve_model
+    from microlad.defaults import RECONSTRUCT_STEPS
     from microlad.model import load_model
     from microlad.reconstruct.api import _target_fractions, smooth_probabilities
     from microlad.reconstruct.decode import match_fractions
@@ -154,7 +157,8 @@ def main() -> None:
         gen = torch.Generator().manual_seed(seed)
         s = args.size
         z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, s // f, s // f, s // f),
-                                 coupling_stop=model.coupling_stop, generator=gen, options=opts)
+                                 coupling_stop=model.coupling_stop, generator=gen, options=opts, sampler=args.sampler,
+                                 steps=args.steps or RECONSTRUCT_STEPS)
         raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
         per_axis = decode_axes(vae, raw, opts)  # decoding is shared; the variants differ in fusion and finish
         for v in variants:
@@ -198,7 +202,7 @@ def markdown(args, data, start) -> str:
          provenance(start=start, end=meta["machine"], paper=f"{NO_PAPER} (the paper reports only the summed S2 error; "
                     "it names surface area and connectivity as what 2D data may miss)"), "",
          f"Model `{args.model}`; {args.n} × {args.size}³ volumes (seeds {meta['seeds']}), every variant finishing the same "
-         "L-MPDD latent. Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
+         f"L-MPDD latent (sampler {args.sampler}, {args.steps or 'default'} steps). Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
          "pooled) relative to the training images' (stored in the model), per phase. SA: 3D surface area of phase "
          f"{ph} (marching cubes, 1/voxel); the stereological value from the training images is 4/π·L_A = "
          f"{meta['stereological_ssa'][ph]:.4f}. Spanning: fraction of phase {ph} in clusters touching both faces, mean over "

@@ -27,6 +27,8 @@ COMPOSITE = "$DATA/2d/composite_256.npy"
 BEREA = "$DATA/3d/berea_400.npz"  # read by default by the scripts that take no data argument
 SOFC_MODEL = "src/microlad/assets/models/sofc-anode"
 CARBONATE_MODEL = "src/microlad/assets/models/carbonate"
+ONE_S2_OFFSET = ("measured with one S2 calibration offset shared by the three slicing axes; since 2026-12-06 each axis has its "
+                 "own (the *_s2_image_axis entries measure the same seeds with it)")
 OLD_CARBONATE = "/work/runs/carbonate"
 FIRST_CARBONATE = ("measured the first bundled carbonate model (2026-12-03, --ldm-steps 4000, centre-weighted patch sampler), "
                    "replaced on 2026-12-06 by one trained with default settings; a re-run measures the new weights")
@@ -209,6 +211,10 @@ ENTRIES: tuple[Entry, ...] = (
           note="/work/runs/leopard-new: `microlad train $DATA/3d/leopard_100.npy --out /work/runs/leopard-new --threads 1` "
                "(default settings, 2026-12-06, 25.5 min at load 2-3), then `python scripts/restat_model.py` (the tiles fix) and "
                "`python scripts/calibrate_model.py` (window 0); not in the repository"),
+    Entry("levers_leopard_ancestral200",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
+          "--variants default,smooth --sampler ancestral --steps 200 --name leopard_ancestral200", 6, needs=("/work/runs/leopard-new",),
+          note="Leopard with a stochastic 200-step L-MPDD sampler instead of 25 DDIM steps (does error contraction remove the speckle?); model: see levers_leopard"),
     Entry("levers_sofc",
           "python bench/bench_fidelity_levers.py sofc-anode -n 6 --size 64 --phase 1 --variants default,smooth --name sofc", 2,
           note="the bundled SOFC model unsmoothed vs smoothed on the same latents: perimeter, SA, clusters, spanning and τ of phase 1"),
@@ -261,12 +267,16 @@ ENTRIES: tuple[Entry, ...] = (
               note="issue #10's far surface-area targets (phases 1 and 2) with the extension and checkpoint selection, 10 × 64³"),
     _guidance("guidance_carbonate_deff", "--sets deff --deff-target 1=0.02 --seeds 10", 30, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
-    _guidance("guidance_sofc_s2_image", f"--sets s2 --s2-target image --seeds 10", 20,
+    _guidance("guidance_sofc_s2_image", f"--sets s2 --s2-target image --seeds 10", 20, stale=ONE_S2_OFFSET,
               note="issue #10's S2-guided set with the metric's own reference as the target (s2=IMAGE), 10 × 64³"),
-    _guidance("guidance_sofc_s2_image_steps120", f"--sets s2 --s2-target image --seeds 10 --steps 120", 10,
+    _guidance("guidance_sofc_s2_image_steps120", f"--sets s2 --s2-target image --seeds 10 --steps 120", 10, stale=ONE_S2_OFFSET,
               note="the SOFC S2-guided set with twice the steps (does the 1 % goal need more steps?)"),
     _guidance("guidance_carbonate_s2_image", f"--sets s2 --s2-target image --seeds 10", 15, model="carbonate", image=CARBONATE,
-              note="issue #10's carbonate S2-guided set, target = the image's own S2 (s2=IMAGE), 10 × 64³"),
+              stale=ONE_S2_OFFSET, note="issue #10's carbonate S2-guided set, target = the image's own S2 (s2=IMAGE), 10 × 64³"),
+    _guidance("guidance_sofc_s2_image_axis", f"--sets s2 --s2-target image --seeds 10", 10,
+              note="issue #10's SOFC S2-guided set with per-axis S2 calibration offsets (same seeds as guidance_sofc_s2_image)"),
+    _guidance("guidance_carbonate_s2_image_axis", f"--sets s2 --s2-target image --seeds 10", 10, model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set with per-axis S2 calibration offsets (same seeds as guidance_carbonate_s2_image)"),
     _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,
               note="issue #10's speed item on an idle machine: VF, S2 and SA targets at 64³, 2 torch threads (the CLI default here)"),
     Entry("guidance_berea_tau",

@@ -93,3 +93,37 @@ def test_checkpointed_axis_volume_has_the_same_values_and_gradient(monkeypatch, 
         grads.append((out.detach(), zr.grad))
     torch.testing.assert_close(grads[0][0], grads[1][0])
     torch.testing.assert_close(grads[0][1], grads[1][1], rtol=1e-4, atol=1e-6)
+
+
+def test_s2_report_keeps_each_slicing_axis_apart_on_a_layered_volume():
+    from microlad.guidance.terms import s2_report
+
+    # layers normal to z: every z-normal plane is a single phase, so its S2 of phase 1 is
+    # the layer fraction at every lag; y- and x-normal planes cut the layers into stripes
+    z = np.arange(32)[:, None, None]
+    labels = np.broadcast_to((z % 8 < 3).astype(np.uint8), (32, 32, 32)).copy()
+    phi = 12 / 32
+    ref = np.full((1, 9), phi)
+    rep = s2_report(labels, ref, (1,))
+    axis_curves = rep["axis_curves"]
+    assert axis_curves.shape == (3, 1, 9)
+    np.testing.assert_allclose(axis_curves[0, 0], phi, atol=1e-12)
+    np.testing.assert_allclose(axis_curves[1], axis_curves[2], atol=1e-12)
+    assert axis_curves[1, 0, 2] < 0.8 * phi
+    np.testing.assert_allclose(rep["curves"], axis_curves.mean(0), atol=1e-12)
+
+
+def test_s2_surrogate_target_uses_the_calibration_of_the_slicing_axis():
+    from microlad.guidance.terms import loss_of, residual_of
+
+    (t,) = parse_targets(["s2=train"])
+    curve = torch.tensor([[0.5, 0.4, 0.3, 0.28], [0.5, 0.4, 0.3, 0.28]])
+    term = TermState(t, curve=curve, phases=(0, 1))
+    offset = torch.zeros(3, 2, 4)
+    offset[1] = 0.02  # the y-normal planes' surrogate reads 0.02 above what the user gets
+    term.offset = offset
+    on_target_y = curve + offset[1]
+    assert float(loss_of(term, on_target_y, axis=1)) == pytest.approx(0.0, abs=1e-12)
+    assert residual_of(term, on_target_y, axis=1) == pytest.approx(0.0, abs=1e-9)
+    assert float(loss_of(term, on_target_y, axis=0)) > 0
+    assert residual_of(term, curve, axis=0) == pytest.approx(0.0, abs=1e-9)

@@ -14,7 +14,9 @@ One run, per volume:
 3. Calibration (step 0 and every ``calibrate_every`` steps): the current latent is finished
    exactly as at the end and every term measured on the labels with the report's code; the
    offset between the surrogate and the measurement is taken out of the surrogate's target,
-   so the loop steers what the user gets, not the surrogate.
+   so the loop steers what the user gets, not the surrogate. The S2 offset is kept per
+   slicing axis (the paper's metric takes the worst axis, and the surrogate's offset
+   differs between axes by up to a few points).
 4. Checkpoints and extension: every calibration after step 0, and the latent after the last
    step, is a checkpoint whose finished labels were measured. If after ``steps`` a scalar
    target (surface area, D_eff, τ, or a VF target that will not be settled) is still
@@ -333,11 +335,11 @@ class _Run:
             if t.kind == "s2":
                 rep = T.s2_report(labels, term.curve.cpu().numpy(), term.phases)
                 measured[t.name] = rep["max_error"]
-                got = torch.as_tensor(rep["curves"], dtype=torch.float32)
-                sur = torch.stack([T.slice_value(term, p, a) for a, p in enumerate(planes)]).mean(0)
+                got = torch.as_tensor(rep["axis_curves"], dtype=torch.float32)  # (3, P_t, K')
+                sur = torch.stack([T.slice_value(term, p, a) for a, p in enumerate(planes)])
                 kk = min(got.shape[-1], sur.shape[-1])
-                off = torch.zeros_like(term.curve)
-                off[:, :kk] = sur[:, :kk] - got[:, :kk]
+                off = torch.zeros((3, *term.curve.shape), dtype=term.curve.dtype)
+                off[..., :kk] = sur[..., :kk] - got[..., :kk]
                 term.offset = off
                 continue
             m = T.measure(term, labels)
@@ -375,9 +377,9 @@ class _Run:
             live = [(x, T.slice_value(x, planes, axis)) for x in slice_terms]
             live = [(x, v) for x, v in live if v is not None]
             for j, (term, v) in enumerate(live):
-                loss = T.loss_of(term, v)
+                loss = T.loss_of(term, v, axis)
                 (g,) = torch.autograd.grad(loss, zr, retain_graph=j < len(live) - 1)
-                term.last_value, term.last_residual = T.display_value(term, v), T.residual_of(term, v)
+                term.last_value, term.last_residual = T.display_value(term, v, axis), T.residual_of(term, v, axis)
                 term.last_grad, values[term.target.name] = g, v.detach()
         t2 = time.perf_counter()
         vol_terms = [x for x in self.terms if x.is_volume]

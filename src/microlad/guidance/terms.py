@@ -62,7 +62,10 @@ class TermState:
 
     target : the user's target. curve : (P_t, K) S2 target curves (s2 only).
     offset : surrogate − achieved measured at the last calibration (additive for vf and
-        s2, a ratio for the others); the surrogate is steered to target ∘ offset.
+        s2, a ratio for the others); the surrogate is steered to target ∘ offset. For s2
+        it is kept per slicing axis, (3, P_t, K): the finished volume's slice S2 is off
+        the surrogate's differently along each axis, and the paper's metric takes the
+        worst axis.
     weight : user weight. last_* : the latest surrogate value, loss gradient and residual.
     """
 
@@ -80,11 +83,17 @@ class TermState:
     def is_volume(self) -> bool:
         return self.target.kind in ("deff", "tau")
 
-    def surrogate_target(self) -> float | torch.Tensor:
-        """The target the surrogate is steered to: the user's, corrected by the calibration."""
+    def surrogate_target(self, axis: int | None = None) -> float | torch.Tensor:
+        """The target the surrogate is steered to: the user's, corrected by the calibration
+        (for s2, the correction of the planes normal to ``axis``; their mean when None)."""
         t = self.target
         if t.kind == "s2":
-            return self.curve if self.offset is None else self.curve + self.offset
+            if self.offset is None:
+                return self.curve
+            off = self.offset
+            if off.ndim == 3:
+                off = off.mean(0) if axis is None else off[axis]
+            return self.curve + off
         v = float(t.value)  # type: ignore[arg-type]
         if self.offset is None:
             return v
@@ -130,29 +139,30 @@ def volume_value(term: TermState, probs: torch.Tensor) -> torch.Tensor:
     return deff if t.kind == "deff" else mask.mean() / deff.clamp_min(1e-12)
 
 
-def _s2_target(term: TermState, value: torch.Tensor) -> torch.Tensor:
-    tgt = term.surrogate_target()
+def _s2_target(term: TermState, value: torch.Tensor, axis: int | None) -> torch.Tensor:
+    tgt = term.surrogate_target(axis)
     return tgt[:, : value.shape[-1]]  # type: ignore[index]
 
 
-def loss_of(term: TermState, value: torch.Tensor) -> torch.Tensor:
-    """Scalar loss whose gradient direction the term contributes."""
+def loss_of(term: TermState, value: torch.Tensor, axis: int | None = None) -> torch.Tensor:
+    """Scalar loss whose gradient direction the term contributes (``axis``: the slicing
+    axis of the planes a slice term was read from; it selects the s2 calibration)."""
     kind = term.target.kind
     if kind == "vf":
         return (value - term.surrogate_target()) ** 2
     if kind == "s2":
-        tgt = _s2_target(term, value)
+        tgt = _s2_target(term, value, axis)
         return (((value - tgt) / tgt[:, :1].clamp_min(1e-6)) ** 2).mean()
     tgt = float(term.surrogate_target())
     return (torch.log(value.clamp_min(1e-12)) - math.log(max(tgt, 1e-12))) ** 2
 
 
-def residual_of(term: TermState, value: torch.Tensor) -> float:
+def residual_of(term: TermState, value: torch.Tensor, axis: int | None = None) -> float:
     """|value − target| in units of the kind's :data:`TOLERANCE` (relative except VF)."""
     kind = term.target.kind
     with torch.no_grad():
         if kind == "s2":
-            tgt = _s2_target(term, value)
+            tgt = _s2_target(term, value, axis)
             err = ((value.sum(-1) - tgt.sum(-1)).abs() / tgt.sum(-1).clamp_min(1e-12)).max()
             return float(err) / TOLERANCE["s2"]
         tgt = term.surrogate_target()
@@ -174,10 +184,10 @@ def measured_residual(term: TermState, measured: float) -> float:
     return abs(float(measured) / max(float(t.value), 1e-12) - 1.0) / TOLERANCE[t.kind]
 
 
-def display_value(term: TermState, value: torch.Tensor) -> float:
+def display_value(term: TermState, value: torch.Tensor, axis: int | None = None) -> float:
     """A number for logs and the progress bar (for s2: the max relative error of Σ S2)."""
     if term.target.kind == "s2":
-        return residual_of(term, value) * TOLERANCE["s2"]
+        return residual_of(term, value, axis) * TOLERANCE["s2"]
     return float(value.detach())
 
 
@@ -199,10 +209,11 @@ def _transport(labels: np.ndarray, phase: int, axis: int) -> tuple[float, float]
 def s2_report(labels: np.ndarray, curves: np.ndarray, phases: tuple[int, ...]) -> dict:
     """Paper metric of the slices of ``labels`` against target ``curves`` (P_t, K):
     ``max_error`` = max over phases and axes of |ΣS2_gen − ΣS2_ref| / ΣS2_ref (lags 0..K−1,
-    non-periodic), ``max_pointwise`` = max |ΔS2(r)| / S2_ref(0) for r <= 8, and ``curves``
-    (P_t, K') the slice S2 per phase averaged over the three axes (K' <= K: half a side)."""
+    non-periodic), ``max_pointwise`` = max |ΔS2(r)| / S2_ref(0) for r <= 8, ``curves``
+    (P_t, K') the slice S2 per phase averaged over the three axes (K' <= K: half a side),
+    and ``axis_curves`` (3, P_t, K') the same per slicing axis."""
     k = min(curves.shape[-1], min(labels.shape) // 2 + 1)
-    errs, point, mean = [], [], []
+    errs, point, mean, per_axis = [], [], [], []
     r = min(k, S2_POINTWISE_RMAX + 1)
     for row, p in zip(curves, phases):
         ref = row[:k]
@@ -211,7 +222,9 @@ def s2_report(labels: np.ndarray, curves: np.ndarray, phases: tuple[int, ...]) -
             errs.append(abs(gen.sum() - ref.sum()) / ref.sum())
             point.append(float(np.abs(gen[:r] - ref[:r]).max() / ref[0]))
         mean.append(np.mean(gens, axis=0))
-    return {"max_error": float(max(errs)), "max_pointwise": float(max(point)), "curves": np.stack(mean)}
+        per_axis.append(np.stack(gens))
+    return {"max_error": float(max(errs)), "max_pointwise": float(max(point)), "curves": np.stack(mean),
+            "axis_curves": np.stack(per_axis, axis=1)}
 
 
 def measure(term: TermState, labels: np.ndarray) -> float:
