@@ -102,7 +102,8 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     opts = SliceOptions()
     gen = torch.Generator().manual_seed(seed)
     if variant.startswith("prior_2d"):
-        return np.asarray(model.sample_2d(size, size=size, steps=50 if variant.endswith("ddim50") else 25, seed=seed))
+        steps = int(variant.removeprefix("prior_2d_ddim")) if variant.startswith("prior_2d_ddim") else 25
+        return np.asarray(model.sample_2d(size, size=size, steps=steps, seed=seed))
     stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
     z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
                              slice_coupling=variant != "plain", coupling_stop=stop, generator=gen)

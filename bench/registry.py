@@ -27,6 +27,9 @@ COMPOSITE = "$DATA/2d/composite_256.npy"
 BEREA = "$DATA/3d/berea_400.npz"  # read by default by the scripts that take no data argument
 SOFC_MODEL = "src/microlad/assets/models/sofc-anode"
 CARBONATE_MODEL = "src/microlad/assets/models/carbonate"
+CELL_PLANES = ("measured with the slice terms reading only the latent planes (cell centres); since 2026-12-06 (night) each step "
+               "reads the voxel planes at a random in-cell offset (`plane_offsets`), and the *_offsets entries measure the same "
+               "seeds with it")
 ONE_S2_OFFSET = ("measured with one S2 calibration offset shared by the three slicing axes; since 2026-12-06 each axis has its "
                  "own (the *_s2_image_axis entries measure the same seeds with it)")
 OLD_CARBONATE = "/work/runs/carbonate"
@@ -144,6 +147,12 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc_tiles",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants prior_2d,default --name sofc_tiles", 8,
           note="the bundled SOFC model's prior and default 3D volumes against the image's own tiles"),
+    Entry("fine_scale_sofc_prior_steps",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name sofc_prior_steps", 8,
+          note="the bundled SOFC prior's roughness against its DDIM step count (25 = the default)"),
+    Entry("fine_scale_carbonate_prior_steps",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
+          note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
     Entry("fine_scale_sofc_perphase",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants default --name sofc_perphase", 4,
           note="the default reconstruction with per-phase smoothing widths (2026-12-06) against the image's tiles"),
@@ -257,13 +266,13 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_loggain_sa", "--sets sa --phases 0 --seeds 3", 4),
     _guidance("guidance_sofc_loggain_vf2", "--sets vf --phases 2 --seeds 3", 3),
     _guidance("guidance_sofc_loggain_s2", "--sets s2 --seeds 3", 3),
-    _guidance("guidance_sofc_vf", "--sets vf --seeds 10", 35, note="issue #10's VF control: every phase, 10 × 64³"),
-    _guidance("guidance_carbonate_vf", "--sets vf --seeds 10", 15, model="carbonate", image=CARBONATE,
+    _guidance("guidance_sofc_vf", "--sets vf --seeds 10", 35, stale=CELL_PLANES, note="issue #10's VF control: every phase, 10 × 64³"),
+    _guidance("guidance_carbonate_vf", "--sets vf --seeds 10", 15, model="carbonate", image=CARBONATE, stale=CELL_PLANES,
               note="issue #10's VF control on the bundled carbonate model, both phases, 10 × 64³"),
-    _guidance("guidance_sofc_sa", "--sets sa --seeds 10", 20, note="issue #10's surface-area control: every phase, 10 × 64³"),
+    _guidance("guidance_sofc_sa", "--sets sa --seeds 10", 20, stale=CELL_PLANES, note="issue #10's surface-area control: every phase, 10 × 64³"),
     _guidance("guidance_sofc_deff", "--sets deff --seeds 10", 110,
               note="issue #10's SOFC transport item: each phase, D_eff along x = 1.5× and 0.5× the unguided volume's, 10 × 64³ per case"),
-    _guidance("guidance_sofc_sa_ext", "--sets sa --phases 1 2 --seeds 10", 25,
+    _guidance("guidance_sofc_sa_ext", "--sets sa --phases 1 2 --seeds 10", 25, stale=CELL_PLANES,
               note="issue #10's far surface-area targets (phases 1 and 2) with the extension and checkpoint selection, 10 × 64³"),
     _guidance("guidance_carbonate_deff", "--sets deff --deff-target 1=0.02 --seeds 10", 30, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate transport item: pore D_eff along x = 0.02, 10 × 64³ (unguided volumes often do not percolate)"),
@@ -273,11 +282,23 @@ ENTRIES: tuple[Entry, ...] = (
               note="the SOFC S2-guided set with twice the steps (does the 1 % goal need more steps?)"),
     _guidance("guidance_carbonate_s2_image", f"--sets s2 --s2-target image --seeds 10", 15, model="carbonate", image=CARBONATE,
               stale=ONE_S2_OFFSET, note="issue #10's carbonate S2-guided set, target = the image's own S2 (s2=IMAGE), 10 × 64³"),
-    _guidance("guidance_sofc_s2_image_axis", f"--sets s2 --s2-target image --seeds 10", 10,
+    _guidance("guidance_sofc_s2_image_axis", f"--sets s2 --s2-target image --seeds 10", 10, stale=CELL_PLANES,
               note="issue #10's SOFC S2-guided set with per-axis S2 calibration offsets (same seeds as guidance_sofc_s2_image)"),
     _guidance("guidance_carbonate_s2_image_axis", f"--sets s2 --s2-target image --seeds 10", 10, model="carbonate", image=CARBONATE,
+              stale=CELL_PLANES,
               note="issue #10's carbonate S2-guided set with per-axis S2 calibration offsets (same seeds as guidance_carbonate_s2_image)"),
-    _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,
+    _guidance("guidance_sofc_sa_offsets", "--sets sa --seeds 10", 25,
+              note="issue #10's surface-area control with the in-cell plane offsets (every phase, 10 × 64³, seeds as guidance_sofc_sa)"),
+    _guidance("guidance_sofc_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10,
+              note="issue #10's SOFC S2-guided set with the plane offsets and S2 calibration per axis and offset"),
+    _guidance("guidance_carbonate_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10, model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set with the plane offsets and S2 calibration per axis and offset"),
+    _guidance("guidance_sofc_vf_offsets", "--sets vf --seeds 10", 20, note="issue #10's VF control with the plane offsets (every phase, 10 × 64³)"),
+    _guidance("guidance_carbonate_vf_offsets", "--sets vf --seeds 10", 15, model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate VF control with the plane offsets (both phases, 10 × 64³)"),
+    _guidance("guidance_sofc_speed_idle_offsets", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,
+              note="issue #10's speed item on an idle machine with the plane offsets: VF, S2 and SA targets at 64³, 2 torch threads"),
+    _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3, stale=CELL_PLANES,
               note="issue #10's speed item on an idle machine: VF, S2 and SA targets at 64³, 2 torch threads (the CLI default here)"),
     Entry("guidance_berea_tau",
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "

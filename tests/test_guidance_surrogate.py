@@ -127,3 +127,22 @@ def test_s2_surrogate_target_uses_the_calibration_of_the_slicing_axis():
     assert residual_of(term, on_target_y, axis=1) == pytest.approx(0.0, abs=1e-9)
     assert float(loss_of(term, on_target_y, axis=0)) > 0
     assert residual_of(term, curve, axis=0) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_offset_planes_are_the_voxel_planes_of_reconstructs_one_axis_decoding(one_torch_thread):
+    from microlad.models import CategoricalVAE, VAEConfig
+
+    torch.manual_seed(2)
+    vae = CategoricalVAE(VAEConfig(n_phases=3, base_channels=8, norm_groups=4)).eval()
+    f = vae.config.downsample_factor
+    z = torch.randn(4, 3, 4, 5)
+    with torch.no_grad():
+        for axis in range(3):
+            full = axis_volume(vae, z, axis)  # (P, D, H, W): every voxel slice normal to axis
+            for k in (0, f - 1):
+                got = cell_slices(vae, z, axis, offset=k)  # (d, P, H', W')
+                want = to_slices(full.narrow(axis + 1, 0, full.shape[axis + 1]).index_select(
+                    axis + 1, torch.arange(k, full.shape[axis + 1], f)), axis)
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        with pytest.raises(ValueError, match="offset"):
+            cell_slices(vae, z, 0, offset=f)

@@ -6,8 +6,10 @@ One run, per volume:
    diffusion space, (C, D/f, H/f, W/f)); it is optimised as ONE persistent leaf tensor by
    ONE Adam optimiser for the whole run.
 2. Each step: a random slicing axis; the SDS pseudo-gradient ``z − ẑ₀`` of every latent
-   plane normal to it (:mod:`~microlad.guidance.prior`); the slice terms on the decoded
-   cell planes along that axis, the 3D transport terms every ``property_every`` steps on
+   plane normal to it (:mod:`~microlad.guidance.prior`); the slice terms on one decoded
+   voxel plane per latent cell along that axis, at a random in-cell offset (``plane_offsets``:
+   over the run every voxel plane of the user's decoding is steered, not only the latent
+   planes), the 3D transport terms every ``property_every`` steps on
    a full one-axis decode (their last gradient direction is reused in between)
    (:mod:`~microlad.guidance.surrogate`, :mod:`~microlad.guidance.terms`); each term's
    gradient balanced against the prior's (:mod:`~microlad.guidance.balance`); one Adam step.
@@ -15,8 +17,9 @@ One run, per volume:
    exactly as at the end and every term measured on the labels with the report's code; the
    offset between the surrogate and the measurement is taken out of the surrogate's target,
    so the loop steers what the user gets, not the surrogate. The S2 offset is kept per
-   slicing axis (the paper's metric takes the worst axis, and the surrogate's offset
-   differs between axes by up to a few points).
+   slicing axis and in-cell plane offset (the paper's metric takes the worst axis, and
+   the surrogate's offset differs between axes, and between latent and interpolated
+   planes, by up to a few points).
 4. Checkpoints and extension: every calibration after step 0, and the latent after the last
    step, is a checkpoint whose finished labels were measured. If after ``steps`` a scalar
    target (surface area, D_eff, τ, or a VF target that will not be settled) is still
@@ -95,6 +98,7 @@ class GuidanceOptions:
     refine: int = RECONSTRUCT_REFINE
     smooth: bool = RECONSTRUCT_SMOOTH
     exact_vf: bool = True
+    plane_offsets: bool = True
     periodic: bool = False
     memory_budget: int | None = None
     progress: bool = True
@@ -178,6 +182,7 @@ def generate(
     refine: int = RECONSTRUCT_REFINE,
     smooth: bool = RECONSTRUCT_SMOOTH,
     exact_vf: bool = True,
+    plane_offsets: bool = True,
     match_vf: bool | Sequence[float] | None = None,
     periodic: bool = False,
     memory_budget: int | None = None,
@@ -210,6 +215,10 @@ def generate(
         start volume and then kept fixed; no smoothing with a surface-area target).
     exact_vf : settle volume-fraction targets exactly after the last step (default on;
         see the module notes); False reports what SDS alone reached.
+    plane_offsets : the slice terms read, each step, the voxel planes at a random offset
+        k in [0, f) within the latent cells of the step's axis (interpolated latents, as
+        the user's volume is decoded), so over the run every voxel plane is steered
+        (default on); False reads only the latent planes themselves (the cell centres).
     match_vf : phase-fraction matching to the training fractions in the finish (default
         off; see the module notes).
     indices : volume indices to make (default ``range(n)``; the CLI shards them over ranks).
@@ -240,7 +249,7 @@ def generate(
     channels_last(vae, unet)
     options = GuidanceOptions(steps=steps, max_steps=int(max_steps), lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
                               lmpdd_steps=lmpdd_steps, refine=refine, exact_vf=bool(exact_vf), periodic=periodic,
-                              smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
+                              plane_offsets=bool(plane_offsets), smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
                               memory_budget=memory_budget, progress=progress)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
                                   "weights": wt, "targets": [t.describe() for t in tg],
@@ -328,7 +337,8 @@ class _Run:
         measurements and the finished (probabilities, labels)."""
         probs, labels = self.finish(z)
         with torch.no_grad():
-            planes = [cell_slices(self.vae, z.detach(), a, **self.opts) for a in range(3)]
+            offsets = range(self.vae.config.downsample_factor) if self.o.plane_offsets else (None,)
+            planes = [[cell_slices(self.vae, z.detach(), a, offset=k, **self.opts) for k in offsets] for a in range(3)]
         measured = {}
         for term in self.terms:
             t = term.target
@@ -336,10 +346,10 @@ class _Run:
                 rep = T.s2_report(labels, term.curve.cpu().numpy(), term.phases)
                 measured[t.name] = rep["max_error"]
                 got = torch.as_tensor(rep["axis_curves"], dtype=torch.float32)  # (3, P_t, K')
-                sur = torch.stack([T.slice_value(term, p, a) for a, p in enumerate(planes)])
-                kk = min(got.shape[-1], sur.shape[-1])
-                off = torch.zeros((3, *term.curve.shape), dtype=term.curve.dtype)
-                off[..., :kk] = sur[..., :kk] - got[..., :kk]
+                sur = torch.stack([torch.stack([T.slice_value(term, q, a) for q in p]) for a, p in enumerate(planes)])
+                kk = min(got.shape[-1], sur.shape[-1])  # sur: (3, n_offsets, P_t, K')
+                off = torch.zeros((3, sur.shape[1], *term.curve.shape), dtype=term.curve.dtype)
+                off[..., :kk] = sur[..., :kk] - got[:, None, :, :kk]
                 term.offset = off
                 continue
             m = T.measure(term, labels)
@@ -348,7 +358,7 @@ class _Run:
                 sur = values.get(t.name)
                 s = None if sur is None else float(sur)
             else:
-                vals = [T.slice_value(term, p, a) for a, p in enumerate(planes)]
+                vals = [T.slice_value(term, q, a) for a, p in enumerate(planes) for q in p]
                 vals = [float(v) for v in vals if v is not None]
                 s = float(np.mean(vals)) if vals else None
             if s is None or not np.isfinite(m) or not np.isfinite(s):
@@ -373,13 +383,16 @@ class _Run:
         slice_terms = [x for x in self.terms if not x.is_volume]
         if slice_terms:
             zr = z.detach().requires_grad_(True)
-            planes = cell_slices(self.vae, zr, axis, **self.opts)
+            offset = None
+            if self.o.plane_offsets:
+                offset = int(torch.randint(0, self.vae.config.downsample_factor, (1,), generator=gen))
+            planes = cell_slices(self.vae, zr, axis, offset=offset, **self.opts)
             live = [(x, T.slice_value(x, planes, axis)) for x in slice_terms]
             live = [(x, v) for x, v in live if v is not None]
             for j, (term, v) in enumerate(live):
-                loss = T.loss_of(term, v, axis)
+                loss = T.loss_of(term, v, axis, offset)
                 (g,) = torch.autograd.grad(loss, zr, retain_graph=j < len(live) - 1)
-                term.last_value, term.last_residual = T.display_value(term, v, axis), T.residual_of(term, v, axis)
+                term.last_value, term.last_residual = T.display_value(term, v, axis, offset), T.residual_of(term, v, axis, offset)
                 term.last_grad, values[term.target.name] = g, v.detach()
         t2 = time.perf_counter()
         vol_terms = [x for x in self.terms if x.is_volume]

@@ -5,11 +5,14 @@ interpolated between planes) and averages the three axes' probabilities, then re
 (:mod:`microlad.reconstruct.decode`). Doing that with gradients at every step costs about
 3 × 4 decodes more than needed, so guidance uses two cheaper views of the same decoder:
 
-* :func:`cell_slices` — decode only the latent planes normal to one axis (``d = D/f``
-  planes, no interpolation): per-phase probabilities of the voxel planes at the latent
-  cell centres, at full in-plane resolution. It feeds VF, slice S2, surface area
-  (stereology: S_V = 4/π · L_A) and the 2D D_eff of slices. Every plane of the latent
-  volume gets gradient each step, since all d planes are decoded.
+* :func:`cell_slices` — decode one voxel plane per latent cell normal to one axis
+  (``d = D/f`` planes): the latent planes themselves, or the planes at in-cell offset k of
+  ``reconstruct``'s decoding (latents interpolated between planes), at full in-plane
+  resolution. It feeds VF, slice S2, surface area (stereology: S_V = 4/π · L_A) and the
+  2D D_eff of slices. Every plane of the latent volume gets gradient each step. Guidance
+  draws k at random each step: steering only the latent planes let a surface-area target
+  be met there while the interpolated planes between them, three quarters of what the
+  user gets, lagged (BENCHMARKS.md, guidance status).
 * :func:`axis_volume` — decode every voxel slice along one axis (interpolated latents,
   exactly ``reconstruct``'s decoding for that axis, before averaging): a full
   (P, D, H, W) probability volume for the 3D transport terms, evaluated every k steps.
@@ -35,11 +38,26 @@ def _raw(vae, z: torch.Tensor) -> torch.Tensor:
     return vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
 
 
-def cell_slices(vae, z: torch.Tensor, axis: int, *, periodic: bool = False, memory_budget: int | None = None) -> torch.Tensor:
-    """Probabilities (d_axis, P, H', W') of the voxel planes at the latent cell centres
-    normal to ``axis``; in-plane layout as :func:`microlad.reconstruct.to_slices`
-    (axis 0: (Y, X); 1: (X, Z); 2: (Z, Y)). Differentiable in ``z``."""
-    sl = to_slices(_raw(vae, z), axis)
+def cell_slices(vae, z: torch.Tensor, axis: int, *, offset: int | None = None, periodic: bool = False,
+                memory_budget: int | None = None) -> torch.Tensor:
+    """Probabilities (d_axis, P, H', W') of one voxel plane per latent cell normal to ``axis``;
+    in-plane layout as :func:`microlad.reconstruct.to_slices` (axis 0: (Y, X); 1: (X, Z);
+    2: (Z, Y)). Differentiable in ``z``.
+
+    ``offset`` None: the latent planes themselves (the cell centres). ``offset`` k in
+    [0, f): voxel planes k, k + f, k + 2f, … of ``reconstruct``'s decoding along ``axis``
+    (latents interpolated between planes, :func:`~microlad.reconstruct.interpolate_along`),
+    so that over the f offsets every voxel plane of that decoding is reached.
+    """
+    raw = _raw(vae, z)
+    if offset is not None:
+        f = vae.config.downsample_factor
+        if not 0 <= int(offset) < f:
+            raise ValueError(f"offset must be in [0, {f}), got {offset}")
+        raw = interpolate_along(raw, axis, f, periodic=periodic).narrow(axis + 1, 0, raw.shape[axis + 1] * f)
+        index = torch.arange(int(offset), raw.shape[axis + 1], f, device=raw.device)
+        raw = raw.index_select(axis + 1, index)
+    sl = to_slices(raw, axis)
     return decode_slices(vae, sl, SliceOptions(periodic=periodic, memory_budget=memory_budget))
 
 

@@ -63,9 +63,10 @@ class TermState:
     target : the user's target. curve : (P_t, K) S2 target curves (s2 only).
     offset : surrogate − achieved measured at the last calibration (additive for vf and
         s2, a ratio for the others); the surrogate is steered to target ∘ offset. For s2
-        it is kept per slicing axis, (3, P_t, K): the finished volume's slice S2 is off
-        the surrogate's differently along each axis, and the paper's metric takes the
-        worst axis.
+        it is kept per slicing axis and in-cell plane offset, (3, n_offsets, P_t, K): the
+        finished volume's slice S2 is off the surrogate's differently along each axis (the
+        paper's metric takes the worst axis), and interpolated planes read differently
+        from the latent planes.
     weight : user weight. last_* : the latest surrogate value, loss gradient and residual.
     """
 
@@ -83,14 +84,17 @@ class TermState:
     def is_volume(self) -> bool:
         return self.target.kind in ("deff", "tau")
 
-    def surrogate_target(self, axis: int | None = None) -> float | torch.Tensor:
+    def surrogate_target(self, axis: int | None = None, plane: int | None = None) -> float | torch.Tensor:
         """The target the surrogate is steered to: the user's, corrected by the calibration
-        (for s2, the correction of the planes normal to ``axis``; their mean when None)."""
+        (for s2, the correction of the planes normal to ``axis`` at in-cell offset ``plane``;
+        averaged over what is None)."""
         t = self.target
         if t.kind == "s2":
             if self.offset is None:
                 return self.curve
             off = self.offset
+            if off.ndim == 4:  # (axis, plane offset, P_t, K)
+                off = off.mean(1) if plane is None or off.shape[1] == 1 else off[:, plane]
             if off.ndim == 3:
                 off = off.mean(0) if axis is None else off[axis]
             return self.curve + off
@@ -139,30 +143,31 @@ def volume_value(term: TermState, probs: torch.Tensor) -> torch.Tensor:
     return deff if t.kind == "deff" else mask.mean() / deff.clamp_min(1e-12)
 
 
-def _s2_target(term: TermState, value: torch.Tensor, axis: int | None) -> torch.Tensor:
-    tgt = term.surrogate_target(axis)
+def _s2_target(term: TermState, value: torch.Tensor, axis: int | None, plane: int | None = None) -> torch.Tensor:
+    tgt = term.surrogate_target(axis, plane)
     return tgt[:, : value.shape[-1]]  # type: ignore[index]
 
 
-def loss_of(term: TermState, value: torch.Tensor, axis: int | None = None) -> torch.Tensor:
-    """Scalar loss whose gradient direction the term contributes (``axis``: the slicing
-    axis of the planes a slice term was read from; it selects the s2 calibration)."""
+def loss_of(term: TermState, value: torch.Tensor, axis: int | None = None, plane: int | None = None) -> torch.Tensor:
+    """Scalar loss whose gradient direction the term contributes (``axis``, ``plane``: the
+    slicing axis and in-cell offset of the planes a slice term was read from; they select
+    the s2 calibration)."""
     kind = term.target.kind
     if kind == "vf":
         return (value - term.surrogate_target()) ** 2
     if kind == "s2":
-        tgt = _s2_target(term, value, axis)
+        tgt = _s2_target(term, value, axis, plane)
         return (((value - tgt) / tgt[:, :1].clamp_min(1e-6)) ** 2).mean()
     tgt = float(term.surrogate_target())
     return (torch.log(value.clamp_min(1e-12)) - math.log(max(tgt, 1e-12))) ** 2
 
 
-def residual_of(term: TermState, value: torch.Tensor, axis: int | None = None) -> float:
+def residual_of(term: TermState, value: torch.Tensor, axis: int | None = None, plane: int | None = None) -> float:
     """|value − target| in units of the kind's :data:`TOLERANCE` (relative except VF)."""
     kind = term.target.kind
     with torch.no_grad():
         if kind == "s2":
-            tgt = _s2_target(term, value, axis)
+            tgt = _s2_target(term, value, axis, plane)
             err = ((value.sum(-1) - tgt.sum(-1)).abs() / tgt.sum(-1).clamp_min(1e-12)).max()
             return float(err) / TOLERANCE["s2"]
         tgt = term.surrogate_target()
@@ -184,10 +189,10 @@ def measured_residual(term: TermState, measured: float) -> float:
     return abs(float(measured) / max(float(t.value), 1e-12) - 1.0) / TOLERANCE[t.kind]
 
 
-def display_value(term: TermState, value: torch.Tensor, axis: int | None = None) -> float:
+def display_value(term: TermState, value: torch.Tensor, axis: int | None = None, plane: int | None = None) -> float:
     """A number for logs and the progress bar (for s2: the max relative error of Σ S2)."""
     if term.target.kind == "s2":
-        return residual_of(term, value, axis) * TOLERANCE["s2"]
+        return residual_of(term, value, axis, plane) * TOLERANCE["s2"]
     return float(value.detach())
 
 
