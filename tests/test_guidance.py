@@ -315,3 +315,21 @@ def test_settled_vf_targets_do_not_extend_the_run(sofc_model, one_torch_thread):
 def test_max_steps_below_steps_is_an_input_error(tiny_model):
     with pytest.raises(InputError, match="max_steps"):
         generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, steps=6, max_steps=5, progress=False)
+
+
+def test_checkpoints_measure_other_targets_on_the_settled_volume_the_user_gets(sofc_model, one_torch_thread):
+    # a VF target far from the start: settling moves many voxels, and with them the surface
+    kw = dict(steps=2, max_steps=2, lmpdd_steps=5, seed=1, progress=False, calibrate_every=0)
+    res = generate(sofc_model, (16, 16, 16), ["vf:1=0.55", "sa:1=0.2"], **kw)[0]
+    vf, sa = res.terms
+    last = res.log[-1]
+    # the last checkpoint is the returned volume: its surface area was read after the settle,
+    # its VF before (what guidance itself reached)
+    assert last["sa:1:measured_after"] == pytest.approx(sa.achieved, rel=1e-9)
+    assert last["vf:1:measured_after"] == pytest.approx(vf.extra["before_settle"], rel=1e-9)
+    assert abs(vf.achieved - vf.extra["before_settle"]) > 0.01  # the settle did move the fraction
+    # the start is reported as reconstructed, before any settling
+    start = generate(sofc_model, (16, 16, 16), ["vf:1=0.55", "sa:1=0.2"], steps=1, max_steps=1, lmpdd_steps=5, seed=1,
+                     progress=False, calibrate_every=0, exact_vf=False)[0]
+    assert sa.start == pytest.approx(start.terms[1].start, rel=1e-9)
+    assert sa.start != pytest.approx(res.log[0]["sa:1:measured"], rel=1e-3)

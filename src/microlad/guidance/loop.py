@@ -43,9 +43,12 @@ SDS brings a VF target to within about 0.01 and the last calibration's offset ca
 that much, so after the last step the decision thresholds are moved (the same threshold
 matching as ``reconstruct``'s, on the closest calls only) so that every targeted phase has
 its target fraction and the other phases keep their relative shares. The calibrations
-during the run never do this (they must see what guidance itself achieved), and each VF
-term reports the fraction guidance reached before settling (``before_settle``). Every
-other target is measured after settling.
+measure the VF terms before settling (they must see what guidance itself achieved), and
+each VF term reports the fraction guidance reached before settling (``before_settle``).
+Every other target is measured after settling, at the calibrations as at the end, so its
+offset, the extension and the checkpoint choice see the volume the user gets: settling a
+phase's fraction moves its transport and surface (measured: a VF + D_eff target whose
+last checkpoint read D_eff on target ended 19 % short after the settle).
 
 Phase-fraction matching to the training fractions (``match_vf``): off by default, so nothing silently
 undoes a VF, surface-area, S2 or transport target (guidance itself moves the fractions:
@@ -332,10 +335,23 @@ class _Run:
         """Whether a scalar target (not S2) misses its tolerance."""
         return any(r > 1.0 for name, r in self._residuals(measured).items() if name.split(":")[0] != "s2")
 
+    def measure_unsettled(self, term: T.TermState, labels: np.ndarray, measured: dict[str, float]) -> float:
+        """The term on ``labels`` as finished, before any VF target is settled (``measured``:
+        the calibration's values, reused where settling changes nothing)."""
+        t = term.target
+        if t.kind == "vf" or not self.o.exact_vf or not any(x.target.kind == "vf" for x in self.terms):
+            return measured[t.name]
+        if t.kind == "s2":
+            return T.s2_report(labels, term.curve.cpu().numpy(), term.phases)["max_error"]
+        return T.measure(term, labels)
+
     def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> tuple[dict[str, float], tuple[torch.Tensor, np.ndarray]]:
         """Finish ``z``, measure every term, set the surrogate offsets; returns the
         measurements and the finished (probabilities, labels)."""
         probs, labels = self.finish(z)
+        # what the user gets: VF targets settled (identity without them); only the VF terms
+        # are measured before settling, to see what guidance itself reached
+        _, settled, _ = self.settle_fractions(probs, labels)
         with torch.no_grad():
             offsets = range(self.vae.config.downsample_factor) if self.o.plane_offsets else (None,)
             planes = [[cell_slices(self.vae, z.detach(), a, offset=k, **self.opts) for k in offsets] for a in range(3)]
@@ -343,7 +359,7 @@ class _Run:
         for term in self.terms:
             t = term.target
             if t.kind == "s2":
-                rep = T.s2_report(labels, term.curve.cpu().numpy(), term.phases)
+                rep = T.s2_report(settled, term.curve.cpu().numpy(), term.phases)
                 measured[t.name] = rep["max_error"]
                 got = torch.as_tensor(rep["axis_curves"], dtype=torch.float32)  # (3, P_t, K')
                 sur = torch.stack([torch.stack([T.slice_value(term, q, a) for q in p]) for a, p in enumerate(planes)])
@@ -352,7 +368,7 @@ class _Run:
                 off[..., :kk] = sur[..., :kk] - got[:, None, :, :kk]
                 term.offset = off
                 continue
-            m = T.measure(term, labels)
+            m = T.measure(term, labels if t.kind == "vf" else settled)
             measured[t.name] = m
             if term.is_volume:
                 sur = values.get(t.name)
@@ -454,7 +470,8 @@ class _Run:
                 measured, finished = self.calibrate(zc, values)
                 self.timings["calibrate"] += time.perf_counter() - tc
                 if s == 0:
-                    start = measured
+                    # the start as reconstructed, without the VF targets settled
+                    start = {term.target.name: self.measure_unsettled(term, finished[1], measured) for term in self.terms}
                 else:
                     checkpoints.append((self.score(measured), s, zc))
                     last_finished = (s, *finished)
