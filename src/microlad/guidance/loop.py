@@ -289,13 +289,18 @@ class _Run:
             probs, self.sigma = smooth_probabilities(self.model, probs, self.target_vf, sigma=self.sigma, periodic=self.o.periodic)
         return probs, probs.argmax(0).to(torch.uint8).cpu().numpy()
 
+    @property
+    def settles(self) -> bool:
+        """Whether the finish settles VF targets exactly (there are some, and ``exact_vf``)."""
+        return self.o.exact_vf and any(term.target.kind == "vf" for term in self.terms)
+
     def settle_fractions(self, probs: torch.Tensor, labels: np.ndarray) -> tuple[torch.Tensor, np.ndarray, dict[str, float]]:
         """Move the decision thresholds so every VF-targeted phase has its target fraction
         (the others keep their relative shares); returns the new probabilities, labels and
         each VF term's fraction before settling. Unchanged without VF targets."""
-        vf_terms = [term for term in self.terms if term.target.kind == "vf"]
-        if not vf_terms or not self.o.exact_vf:
+        if not self.settles:
             return probs, labels, {}
+        vf_terms = [term for term in self.terms if term.target.kind == "vf"]
         p = probs.shape[0]
         current = np.bincount(labels.ravel(), minlength=p).astype(np.float64) / labels.size
         before = {term.target.name: float(current[term.target.phase]) for term in vf_terms}
@@ -339,7 +344,7 @@ class _Run:
         """The term on ``labels`` as finished, before any VF target is settled (``measured``:
         the calibration's values, reused where settling changes nothing)."""
         t = term.target
-        if t.kind == "vf" or not self.o.exact_vf or not any(x.target.kind == "vf" for x in self.terms):
+        if t.kind == "vf" or not self.settles:
             return measured[t.name]
         if t.kind == "s2":
             return T.s2_report(labels, term.curve.cpu().numpy(), term.phases)["max_error"]

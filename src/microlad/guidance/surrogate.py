@@ -54,7 +54,7 @@ def cell_slices(vae, z: torch.Tensor, axis: int, *, offset: int | None = None, p
         f = vae.config.downsample_factor
         if not 0 <= int(offset) < f:
             raise ValueError(f"offset must be in [0, {f}), got {offset}")
-        raw = interpolate_along(raw, axis, f, periodic=periodic).narrow(axis + 1, 0, raw.shape[axis + 1] * f)
+        raw = interpolate_along(raw, axis, f, periodic=periodic)
         index = torch.arange(int(offset), raw.shape[axis + 1], f, device=raw.device)
         raw = raw.index_select(axis + 1, index)
     sl = to_slices(raw, axis)

@@ -92,12 +92,9 @@ class TermState:
         if t.kind == "s2":
             if self.offset is None:
                 return self.curve
-            off = self.offset
-            if off.ndim == 4:  # (axis, plane offset, P_t, K)
-                off = off.mean(1) if plane is None or off.shape[1] == 1 else off[:, plane]
-            if off.ndim == 3:
-                off = off.mean(0) if axis is None else off[axis]
-            return self.curve + off
+            off = self.offset  # (axis, plane offset, P_t, K)
+            off = off.mean(1) if plane is None or off.shape[1] == 1 else off[:, plane]
+            return self.curve + (off.mean(0) if axis is None else off[axis])
         v = float(t.value)  # type: ignore[arg-type]
         if self.offset is None:
             return v
@@ -214,11 +211,10 @@ def _transport(labels: np.ndarray, phase: int, axis: int) -> tuple[float, float]
 def s2_report(labels: np.ndarray, curves: np.ndarray, phases: tuple[int, ...]) -> dict:
     """Paper metric of the slices of ``labels`` against target ``curves`` (P_t, K):
     ``max_error`` = max over phases and axes of |ΣS2_gen − ΣS2_ref| / ΣS2_ref (lags 0..K−1,
-    non-periodic), ``max_pointwise`` = max |ΔS2(r)| / S2_ref(0) for r <= 8, ``curves``
-    (P_t, K') the slice S2 per phase averaged over the three axes (K' <= K: half a side),
-    and ``axis_curves`` (3, P_t, K') the same per slicing axis."""
+    non-periodic), ``max_pointwise`` = max |ΔS2(r)| / S2_ref(0) for r <= 8, and
+    ``axis_curves`` (3, P_t, K') the slice S2 per slicing axis and phase (K' <= K: half a side)."""
     k = min(curves.shape[-1], min(labels.shape) // 2 + 1)
-    errs, point, mean, per_axis = [], [], [], []
+    errs, point, per_axis = [], [], []
     r = min(k, S2_POINTWISE_RMAX + 1)
     for row, p in zip(curves, phases):
         ref = row[:k]
@@ -226,10 +222,8 @@ def s2_report(labels: np.ndarray, curves: np.ndarray, phases: tuple[int, ...]) -
         for gen in gens:
             errs.append(abs(gen.sum() - ref.sum()) / ref.sum())
             point.append(float(np.abs(gen[:r] - ref[:r]).max() / ref[0]))
-        mean.append(np.mean(gens, axis=0))
         per_axis.append(np.stack(gens))
-    return {"max_error": float(max(errs)), "max_pointwise": float(max(point)), "curves": np.stack(mean),
-            "axis_curves": np.stack(per_axis, axis=1)}
+    return {"max_error": float(max(errs)), "max_pointwise": float(max(point)), "axis_curves": np.stack(per_axis, axis=1)}
 
 
 def measure(term: TermState, labels: np.ndarray) -> float:
