@@ -93,6 +93,8 @@ class Bench:
     def run(self, targets: dict, seed: int, **kw):
         a = self.args
         t0 = time.perf_counter()
+        if a.calibrate_every is not None:
+            kw.setdefault("calibrate_every", a.calibrate_every)
         res = self.model.generate(self.shape, targets, seed=seed, steps=a.steps, progress=False,
                                   weights=a.weight or None, **kw)[0]
         return res, time.perf_counter() - t0
@@ -302,6 +304,7 @@ def main() -> None:
     ap.add_argument("--deff-target", action="append", default=None, help="PHASE=VALUE (instead of factors)")
     ap.add_argument("--deff-seeds", type=int, default=0, help="volumes per D_eff case (default: --seeds)")
     ap.add_argument("--property-every", type=int, default=5)
+    ap.add_argument("--calibrate-every", type=int, default=None, help="passed to generate (default: its own)")
     ap.add_argument("--s2-target", choices=("train", "image"), default="train",
                     help="s2 set: the model's stored patch S2 or IMAGE's own S2 (the metric's reference)")
     ap.add_argument("--tau", default="0@z")
