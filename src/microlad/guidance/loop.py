@@ -14,13 +14,13 @@ One run, per volume:
    (:mod:`~microlad.guidance.surrogate`, :mod:`~microlad.guidance.terms`); each term's
    gradient balanced against the prior's (:mod:`~microlad.guidance.balance`); one Adam step.
 3. Calibration (step 0 and every ``calibrate_every`` steps; by default 3 per run, 12 with
-   an S2 target and no transport target, :func:`default_calibrate_every`): the current latent is finished
-   exactly as at the end and every term measured on the labels with the report's code; the
-   offset between the surrogate and the measurement is taken out of the surrogate's target,
-   so the loop steers what the user gets, not the surrogate. The S2 offset is kept per
-   slicing axis and in-cell plane offset (the paper's metric takes the worst axis, and
-   the surrogate's offset differs between axes, and between latent and interpolated
-   planes, by up to a few points).
+   an S2 target and no transport target, :func:`default_calibrate_every`): the current
+   latent is finished exactly as at the end and every term measured on the labels with the
+   report's code; the offset between the surrogate and the measurement is taken out of the
+   surrogate's target, so the loop steers what the user gets, not the surrogate. The S2
+   offset is kept per slicing axis and in-cell plane offset (the paper's metric takes the
+   worst axis, and the surrogate's offset differs between axes, and between latent and
+   interpolated planes, by up to a few points).
 4. Checkpoints and extension: every calibration after step 0, and the latent after the last
    step, is a checkpoint whose finished labels were measured. If after ``steps`` a scalar
    target (surface area, D_eff, τ, or a VF target that will not be settled) is still
