@@ -32,8 +32,8 @@ CELL_PLANES = ("measured with the slice terms reading only the latent planes (ce
                "seeds with it")
 ONE_S2_OFFSET = ("measured with one S2 calibration offset shared by the three slicing axes; since 2026-12-06 each axis has its "
                  "own (the *_s2_image_axis entries measure the same seeds with it)")
-S2_CAL3 = ("measured with 3 calibrations per S2-guided run (calibrate_every 20); since 2026-12-06 (late) an S2 target "
-           "calibrates 12 times by default (every 5 steps), and the *_cal5 entries measure the same seeds with it")
+CAL5_DEFAULT = ("measured while an S2 target calibrated every 5 steps by default (2026-12-06, late; reverted the same "
+                "night after Leopard lost pore spanning with it); the same command now measures 3 calibrations per run")
 OLD_CARBONATE = "/work/runs/carbonate"
 FIRST_CARBONATE = ("measured the first bundled carbonate model (2026-12-03, --ldm-steps 4000, centre-weighted patch sampler), "
                    "replaced on 2026-12-06 by one trained with default settings; a re-run measures the new weights")
@@ -292,35 +292,31 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_sofc_sa_offsets", "--sets sa --seeds 10", 25,
               note="issue #10's surface-area control with the in-cell plane offsets (every phase, 10 × 64³, seeds as guidance_sofc_sa)"),
     _guidance("guidance_sofc_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10,
-              stale=S2_CAL3,
               note="issue #10's SOFC S2-guided set with the plane offsets and S2 calibration per axis and offset"),
     _guidance("guidance_carbonate_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10, model="carbonate", image=CARBONATE,
-              stale=S2_CAL3,
               note="issue #10's carbonate S2-guided set with the plane offsets and S2 calibration per axis and offset"),
     _guidance("guidance_sofc_s2_image_n30", f"--sets s2 --s2-target image --seeds 30", 25,
-              stale=S2_CAL3,
               note="issue #10's SOFC S2-guided set with 30 volumes (how much of the 10-volume figure is sampling noise?)"),
     _guidance("guidance_carbonate_s2_image_n30", f"--sets s2 --s2-target image --seeds 30", 25, model="carbonate", image=CARBONATE,
-              stale=S2_CAL3,
               note="issue #10's carbonate S2-guided set with 30 volumes"),
     _guidance("guidance_sofc_s2_image_cal10", "--sets s2 --s2-target image --seeds 10 --calibrate-every 10", 10,
               note="issue #10's SOFC S2-guided set calibrated every 10 steps (is the S2 offset stale between calibrations?)"),
     _guidance("guidance_sofc_s2_image_cal5", "--sets s2 --s2-target image --seeds 10 --calibrate-every 5", 15,
-              note="issue #10's SOFC S2-guided set calibrated every 5 steps (what is now the default with an S2 target)"),
+              note="issue #10's SOFC S2-guided set calibrated every 5 steps (the default for S2 targets for a few hours, reverted)"),
     _guidance("guidance_sofc_s2_image_cal3", "--sets s2 --s2-target image --seeds 10 --calibrate-every 3", 20,
               note="issue #10's SOFC S2-guided set calibrated every 3 steps (do still more checkpoints help?)"),
     _guidance("guidance_sofc_deff_recheck", "--sets deff --seeds 3", 35,
               note="issue #10's SOFC transport item re-checked on today's reconstruction (per-phase smoothing), 3 × 64³ per phase and factor"),
-    _guidance("guidance_sofc_s2_image_n30_cal5", "--sets s2 --s2-target image --seeds 30", 45,
-              note="issue #10's SOFC S2-guided set, 30 volumes, with 12 calibrations per run (the default with an S2 target)"),
-    _guidance("guidance_carbonate_s2_image_n30_cal5", "--sets s2 --s2-target image --seeds 30", 35, model="carbonate", image=CARBONATE,
-              note="issue #10's carbonate S2-guided set, 30 volumes, with 12 calibrations per run (the default with an S2 target)"),
+    _guidance("guidance_sofc_s2_image_n30_cal5", "--sets s2 --s2-target image --seeds 30 --calibrate-every 5", 45,
+              note="issue #10's SOFC S2-guided set, 30 volumes, with 12 calibrations per run"),
+    _guidance("guidance_carbonate_s2_image_n30_cal5", "--sets s2 --s2-target image --seeds 30 --calibrate-every 5", 35, model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set, 30 volumes, with 12 calibrations per run"),
     _guidance("guidance_sofc_vf_offsets", "--sets vf --seeds 10", 20, note="issue #10's VF control with the plane offsets (every phase, 10 × 64³)"),
     _guidance("guidance_carbonate_vf_offsets", "--sets vf --seeds 10", 15, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate VF control with the plane offsets (both phases, 10 × 64³)"),
-    _guidance("guidance_sofc_speed_idle_cal5", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 5,
+    _guidance("guidance_sofc_speed_idle_cal5", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 5, stale=CAL5_DEFAULT,
               note="issue #10's speed item on an idle machine with 12 calibrations per S2 run: VF, S2 and SA targets at 64³, 2 torch threads"),
-    _guidance("guidance_sofc_speed_idle_offsets", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3, stale=S2_CAL3,
+    _guidance("guidance_sofc_speed_idle_offsets", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,
               note="issue #10's speed item on an idle machine with the plane offsets: VF, S2 and SA targets at 64³, 2 torch threads"),
     _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3, stale=CELL_PLANES,
               note="issue #10's speed item on an idle machine: VF, S2 and SA targets at 64³, 2 torch threads (the CLI default here)"),

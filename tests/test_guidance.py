@@ -307,18 +307,6 @@ def test_a_missed_target_extends_the_run_and_the_closest_measured_checkpoint_is_
     assert never.steps_run == 6 and never.selected_step in (3, 6)
 
 
-def test_by_default_an_s2_run_is_measured_four_times_as_often(sofc_model, one_torch_thread):
-    kw = dict(steps=12, max_steps=12, lmpdd_steps=3, seed=0, progress=False)
-    s2 = generate(sofc_model, (16, 16, 16), ["s2=train"], **kw)[0]
-    assert [c[0] for c in _checkpoints(s2.log, "s2")] == list(range(1, 13))
-    assert s2.config["calibrate_every"] == 1
-    vf = generate(sofc_model, (16, 16, 16), ["vf:1=0.45"], **kw)[0]
-    assert [c[0] for c in _checkpoints(vf.log, "vf:1")] == [4, 8, 12]
-    # with a transport target each calibration is also a 3D solve: the default stays at 3
-    both = generate(sofc_model, (16, 16, 16), ["s2=train", "deff:0@x=0.1"], **kw)[0]
-    assert [c[0] for c in _checkpoints(both.log, "s2")] == [4, 8, 12]
-
-
 def test_settled_vf_targets_do_not_extend_the_run(sofc_model, one_torch_thread):
     res = generate(sofc_model, (16, 16, 16), ["vf:1=0.45"], steps=6, lmpdd_steps=5, seed=2, progress=False)[0]
     assert res.steps_run == 6 and res.terms[0].achieved == pytest.approx(0.45, abs=0.01)

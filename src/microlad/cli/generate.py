@@ -28,7 +28,7 @@ def generate(
     seed: int = typer.Option(0, "--seed", help="Seed of volume 0; volume i uses seed + i."),
     lr: float = typer.Option(0.05, "--lr", help="Adam step size on the normalised latent."),
     property_every: int = typer.Option(5, "--property-every", help="Evaluate 3D transport targets every k steps."),
-    calibrate_every: Optional[int] = typer.Option(None, "--calibrate-every", help="Re-measure the finished volume every k steps (default steps/3; steps/12 with an S2 target and no transport target; 0: only at the start)."),
+    calibrate_every: Optional[int] = typer.Option(None, "--calibrate-every", help="Re-measure the finished volume every k steps (default steps/3; 0: only at the start)."),
     lmpdd_steps: int = typer.Option(RECONSTRUCT_STEPS, "--lmpdd-steps", help="DDIM steps of the starting L-MPDD sample."),
     refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes in the finish."),
     exact_vf: bool = typer.Option(True, "--exact-vf/--no-exact-vf", help="After the last step, move the decision thresholds so vf targets are met exactly (the sidecar keeps what guidance reached before, 'before_settle'); --no-exact-vf: leave them as guidance left them."),

@@ -13,8 +13,7 @@ One run, per volume:
    a full one-axis decode (their last gradient direction is reused in between)
    (:mod:`~microlad.guidance.surrogate`, :mod:`~microlad.guidance.terms`); each term's
    gradient balanced against the prior's (:mod:`~microlad.guidance.balance`); one Adam step.
-3. Calibration (step 0 and every ``calibrate_every`` steps; by default 3 per run, 12 with
-   an S2 target and no transport target, :func:`default_calibrate_every`): the current
+3. Calibration (step 0 and every ``calibrate_every`` steps, by default 3 per run): the current
    latent is finished exactly as at the end and every term measured on the labels with the
    report's code; the offset between the surrogate and the measurement is taken out of the
    surrogate's target, so the loop steers what the user gets, not the surrogate. The S2
@@ -77,7 +76,7 @@ from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
 from microlad.guidance.surrogate import axis_volume, cell_slices
-from microlad.guidance.targets import TRANSPORT_KINDS, Target, parse_targets, parse_weights, validate_targets
+from microlad.guidance.targets import Target, parse_targets, parse_weights, validate_targets
 from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume, smooth_probabilities
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import match_fractions
@@ -111,25 +110,6 @@ class GuidanceOptions:
         out = asdict(self)
         out.pop("progress")
         return out
-
-
-CALIBRATIONS = 3
-"""Calibrations per run by default (besides the one at step 0)."""
-
-CALIBRATIONS_S2 = 12
-"""Calibrations per run by default with an S2 target and no transport target. A volume's
-measured S2 error swings by several points from one calibration to the next, so more
-measured checkpoints give the choice of a closer one (and fresher offsets); each costs one
-finish (with a transport target also a 3D solve, so then the default stays
-:data:`CALIBRATIONS`) (BENCHMARKS.md, guidance status)."""
-
-
-def default_calibrate_every(steps: int, targets: Sequence[Target]) -> int:
-    """``calibrate_every`` when the user gives none: ``steps // CALIBRATIONS_S2`` with an S2
-    target and no transport target, else ``steps // CALIBRATIONS`` (at least 1)."""
-    fine = any(t.kind == "s2" for t in targets) and not any(t.kind in TRANSPORT_KINDS for t in targets)
-    n = CALIBRATIONS_S2 if fine else CALIBRATIONS
-    return max(1, int(steps) // n)
 
 
 def prepare(model, targets, weights=None) -> tuple[list[Target], dict[str, float]]:
@@ -232,9 +212,10 @@ def generate(
     property_every : evaluate the 3D transport terms every k steps (they cost a full one-axis
         decode and a 3D solve); in between their last gradient direction is reused.
     calibrate_every : measure the finished volume every k steps (and at step 0) to take the
-        surrogate's offset out of the targets; default :func:`default_calibrate_every`
-        (``steps // 3``; ``steps // 12`` with an S2 target and no transport target); 0: only
-        at step 0.
+        surrogate's offset out of the targets; default ``steps // 3``; 0: only at step 0.
+        More calibrations give the checkpoint choice more candidates: with an S2 target,
+        ``steps // 12`` lowers the S2 error but can return rougher or less connected
+        volumes, since the choice looks only at the targets (BENCHMARKS.md, guidance status).
     lmpdd_steps, refine, smooth, periodic, memory_budget : as in
         :func:`microlad.reconstruct.reconstruct` (the smoothing width is calibrated on the
         start volume and then kept fixed; no smoothing with a surface-area target).
@@ -264,7 +245,7 @@ def generate(
     max_steps = 2 * int(steps) if max_steps is None else max_steps
     if not isinstance(max_steps, (int, np.integer)) or max_steps < steps:
         raise InputError(f"max_steps must be an integer >= steps ({steps}), got {max_steps!r}")
-    cal = default_calibrate_every(steps, tg) if calibrate_every is None else int(calibrate_every)
+    cal = max(1, steps // 3) if calibrate_every is None else int(calibrate_every)
     if cal < 0:
         raise InputError(f"calibrate_every must be >= 0, got {calibrate_every}")
     target_vf = _finish_fractions(model, tg, match_vf)
