@@ -95,6 +95,8 @@ class Bench:
         t0 = time.perf_counter()
         if a.calibrate_every is not None:
             kw.setdefault("calibrate_every", a.calibrate_every)
+        if a.checkpoint_every is not None:
+            kw.setdefault("checkpoint_every", a.checkpoint_every)
         res = self.model.generate(self.shape, targets, seed=seed, steps=a.steps, progress=False,
                                   weights=a.weight or None, **kw)[0]
         return res, time.perf_counter() - t0
@@ -144,7 +146,10 @@ def set_s2(b: Bench) -> dict:
 
     rows, guided = [], []
     for s in b.seeds:
-        res, wall = b.run({"s2": "train" if b.args.s2_target == "train" else str(b.args.image)}, s)
+        kw = {}
+        if b.args.match_vf_image:  # the finish matches the image's phase fractions (S2(0) of the target)
+            kw["match_vf"] = np.bincount(np.asarray(b.ref).ravel(), minlength=b.model.n_phases) / np.asarray(b.ref).size
+        res, wall = b.run({"s2": "train" if b.args.s2_target == "train" else str(b.args.image)}, s, **kw)
         rows.append(b.row(res, wall, s))
         guided.append(res.labels)
         print(f"s2 seed {s}: {res.summary()} ({wall:.0f} s)", flush=True)
@@ -305,6 +310,8 @@ def main() -> None:
     ap.add_argument("--deff-seeds", type=int, default=0, help="volumes per D_eff case (default: --seeds)")
     ap.add_argument("--property-every", type=int, default=5)
     ap.add_argument("--calibrate-every", type=int, default=None, help="passed to generate (default: its own)")
+    ap.add_argument("--match-vf-image", action="store_true", help="s2 set: match_vf = IMAGE's phase fractions")
+    ap.add_argument("--checkpoint-every", type=int, default=None, help="passed to generate (default: its own)")
     ap.add_argument("--s2-target", choices=("train", "image"), default="train",
                     help="s2 set: the model's stored patch S2 or IMAGE's own S2 (the metric's reference)")
     ap.add_argument("--tau", default="0@z")

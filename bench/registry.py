@@ -34,6 +34,8 @@ ONE_S2_OFFSET = ("measured with one S2 calibration offset shared by the three sl
                  "own (the *_s2_image_axis entries measure the same seeds with it)")
 CAL5_DEFAULT = ("measured while an S2 target calibrated every 5 steps by default (2026-12-06, late; reverted the same "
                 "night after Leopard lost pore spanning with it); the same command now measures 3 calibrations per run")
+FEW_CHECKPOINTS = ("measured before S2 and surface-area runs also measured a checkpoint every steps/12 between calibrations "
+                   "and the choice kept the run's spannings (2026-12-07); the same command now measures that default")
 OLD_CARBONATE = "/work/runs/carbonate"
 FIRST_CARBONATE = ("measured the first bundled carbonate model (2026-12-03, --ldm-steps 4000, centre-weighted patch sampler), "
                    "replaced on 2026-12-06 by one trained with default settings; a re-run measures the new weights")
@@ -289,22 +291,27 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_carbonate_s2_image_axis", f"--sets s2 --s2-target image --seeds 10", 10, model="carbonate", image=CARBONATE,
               stale=CELL_PLANES,
               note="issue #10's carbonate S2-guided set with per-axis S2 calibration offsets (same seeds as guidance_carbonate_s2_image)"),
-    _guidance("guidance_sofc_sa_offsets", "--sets sa --seeds 10", 25,
+    _guidance("guidance_sofc_sa_offsets", "--sets sa --seeds 10", 25, stale=FEW_CHECKPOINTS,
               note="issue #10's surface-area control with the in-cell plane offsets (every phase, 10 × 64³, seeds as guidance_sofc_sa)"),
-    _guidance("guidance_sofc_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10,
+    _guidance("guidance_sofc_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10, stale=FEW_CHECKPOINTS,
               note="issue #10's SOFC S2-guided set with the plane offsets and S2 calibration per axis and offset"),
-    _guidance("guidance_carbonate_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10, model="carbonate", image=CARBONATE,
+    _guidance("guidance_carbonate_s2_image_offsets", f"--sets s2 --s2-target image --seeds 10", 10, stale=FEW_CHECKPOINTS, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set with the plane offsets and S2 calibration per axis and offset"),
-    _guidance("guidance_sofc_s2_image_n30", f"--sets s2 --s2-target image --seeds 30", 25,
+    _guidance("guidance_sofc_s2_image_n30", f"--sets s2 --s2-target image --seeds 30", 25, stale=FEW_CHECKPOINTS,
               note="issue #10's SOFC S2-guided set with 30 volumes (how much of the 10-volume figure is sampling noise?)"),
-    _guidance("guidance_carbonate_s2_image_n30", f"--sets s2 --s2-target image --seeds 30", 25, model="carbonate", image=CARBONATE,
+    _guidance("guidance_carbonate_s2_image_n30", f"--sets s2 --s2-target image --seeds 30", 25, stale=FEW_CHECKPOINTS, model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set with 30 volumes"),
-    _guidance("guidance_sofc_s2_image_cal10", "--sets s2 --s2-target image --seeds 10 --calibrate-every 10", 10,
+    _guidance("guidance_sofc_s2_image_cal10", "--sets s2 --s2-target image --seeds 10 --calibrate-every 10", 10, stale=FEW_CHECKPOINTS,
               note="issue #10's SOFC S2-guided set calibrated every 10 steps (is the S2 offset stale between calibrations?)"),
     _guidance("guidance_sofc_s2_image_cal5", "--sets s2 --s2-target image --seeds 10 --calibrate-every 5", 15,
               note="issue #10's SOFC S2-guided set calibrated every 5 steps (the default for S2 targets for a few hours, reverted)"),
-    _guidance("guidance_sofc_s2_image_cal3", "--sets s2 --s2-target image --seeds 10 --calibrate-every 3", 20,
+    _guidance("guidance_sofc_s2_image_cal3", "--sets s2 --s2-target image --seeds 10 --calibrate-every 3", 20, stale=FEW_CHECKPOINTS,
               note="issue #10's SOFC S2-guided set calibrated every 3 steps (do still more checkpoints help?)"),
+    _guidance("guidance_sofc_s2_image_ck5", "--sets s2 --s2-target image --seeds 10 --checkpoint-every 5", 15,
+              note="issue #10's SOFC S2-guided set: 3 calibrations as by default, a measured checkpoint every 5 steps"),
+    _guidance("guidance_carbonate_s2_image_ck5", "--sets s2 --s2-target image --seeds 10 --checkpoint-every 5", 15,
+              model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set: 3 calibrations as by default, a measured checkpoint every 5 steps"),
     _guidance("guidance_sofc_deff_recheck", "--sets deff --seeds 3", 35,
               note="issue #10's SOFC transport item re-checked on today's reconstruction (per-phase smoothing), 3 × 64³ per phase and factor"),
     _guidance("guidance_sofc_s2_image_n30_cal5", "--sets s2 --s2-target image --seeds 30 --calibrate-every 5", 45,
@@ -316,7 +323,7 @@ ENTRIES: tuple[Entry, ...] = (
               note="issue #10's carbonate VF control with the plane offsets (both phases, 10 × 64³)"),
     _guidance("guidance_sofc_speed_idle_cal5", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 5, stale=CAL5_DEFAULT,
               note="issue #10's speed item on an idle machine with 12 calibrations per S2 run: VF, S2 and SA targets at 64³, 2 torch threads"),
-    _guidance("guidance_sofc_speed_idle_offsets", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3,
+    _guidance("guidance_sofc_speed_idle_offsets", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3, stale=FEW_CHECKPOINTS,
               note="issue #10's speed item on an idle machine with the plane offsets: VF, S2 and SA targets at 64³, 2 torch threads"),
     _guidance("guidance_sofc_speed_idle", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 3, stale=CELL_PLANES,
               note="issue #10's speed item on an idle machine: VF, S2 and SA targets at 64³, 2 torch threads (the CLI default here)"),

@@ -218,6 +218,29 @@ def test_percolation_face_connectivity_2d():
     assert res.percolates and res.spanning_fraction == 1.0
 
 
+# near the percolation threshold: these give none, one, two and all three axes spanning
+@pytest.mark.parametrize("porosity,seed", [(0.10, 0), (0.14, 1), (0.16, 0), (0.18, 0), (0.18, 1)])
+def test_percolating_axes_agree_with_porespy_near_the_threshold(porosity, seed):
+    ps = pytest.importorskip("porespy")
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((24, 20, 28)), 1.2)
+    vol = (field > np.quantile(field, 1 - porosity)).astype(np.uint8)  # phase 1: the top fraction
+    got = d.percolating_axes(vol, phase=1)
+    want = tuple(bool(ps.filters.trim_nonpercolating_paths(vol == 1, axis=a, conn="min").any()) for a in range(3))
+    assert got == want
+    assert got == tuple(d.percolation(vol, phase=1, axis=a).percolates for a in range(3))
+
+
+def test_percolating_axes_channel_and_absent_phase():
+    vol = np.zeros((6, 7, 8), np.uint8)
+    vol[2:4, 3:5, :] = 1  # a channel along x only
+    assert d.percolating_axes(vol, phase=1) == (False, False, True)
+    assert d.percolating_axes(vol, phase=2) == (False, False, False)
+    assert d.percolating_axes(vol[0], phase=0) == (True, True)
+
+
 # ----------------------------------------------------------------------- input contract
 
 def test_input_errors():

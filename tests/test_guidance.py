@@ -265,7 +265,8 @@ def test_finish_smoothing_width_is_calibrated_once_on_the_start_and_kept(sofc_mo
 
 
 def test_vf_targets_are_settled_exactly_and_what_sds_reached_is_reported(sofc_model, one_torch_thread):
-    kw = dict(steps=8, lmpdd_steps=5, seed=1, progress=False)
+    # one checkpoint (the last step): both runs return the same latent
+    kw = dict(steps=8, lmpdd_steps=5, seed=1, progress=False, calibrate_every=0)
     res = generate(sofc_model, (16, 16, 16), ["vf:1=0.40"], **kw)[0]
     vf = res.terms[0]
     assert vf.achieved == pytest.approx(float((res.labels == 1).mean()))
@@ -294,7 +295,7 @@ def _checkpoints(log: list[dict], name: str) -> list[tuple[int, float]]:
 
 def test_a_missed_target_extends_the_run_and_the_closest_measured_checkpoint_is_returned(sofc_model, one_torch_thread):
     target = 0.5  # far above what a 16³ SOFC volume reaches in a few steps: never met
-    kw = dict(lmpdd_steps=5, seed=1, progress=False, calibrate_every=3)
+    kw = dict(lmpdd_steps=5, seed=1, progress=False, calibrate_every=3, checkpoint_every=3)
     res = generate(sofc_model, (16, 16, 16), [f"sa:0={target}"], steps=6, max_steps=12, **kw)[0]
     assert res.steps_run == 12 and len(res.log) == 12
     cps = _checkpoints(res.log, "sa:0")
@@ -333,3 +334,84 @@ def test_checkpoints_measure_other_targets_on_the_settled_volume_the_user_gets(s
                      progress=False, calibrate_every=0, exact_vf=False)[0]
     assert sa.start == pytest.approx(start.terms[1].start, rel=1e-9)
     assert sa.start != pytest.approx(res.log[0]["sa:1:measured"], rel=1e-3)
+
+
+def _sa_run(model, **kw):
+    return generate(model, (16, 16, 16), ["sa:0=0.5"], steps=6, max_steps=6, calibrate_every=3, lmpdd_steps=5, seed=1,
+                    progress=False, **kw)[0]
+
+
+def test_checkpoints_between_calibrations_are_measured_without_recalibrating(sofc_model, one_torch_thread, monkeypatch):
+    from microlad.guidance import loop
+
+    updates = []
+    original = loop._Run.calibrate
+
+    def spy(self, z, values, update=True):
+        updates.append(update)
+        return original(self, z, values, update)
+
+    monkeypatch.setattr(loop._Run, "calibrate", spy)
+    res = _sa_run(sofc_model, checkpoint_every=1)
+    cps = _checkpoints(res.log, "sa:0")
+    assert [c[0] for c in cps] == [1, 2, 3, 4, 5, 6]
+    # offsets are set at the start, at the calibration (step 3) and after the last step only
+    assert updates == [True, False, False, True, False, False, True]
+    best = min(cps, key=lambda c: (abs(c[1] / 0.5 - 1), -c[0]))
+    assert res.selected_step == best[0]
+    assert res.terms[0].achieved == pytest.approx(best[1], rel=1e-6)
+
+
+def test_the_checkpoint_choice_loses_the_fewest_spannings_seen_in_the_run(sofc_model, one_torch_thread, monkeypatch):
+    from microlad.guidance import loop
+
+    free = _sa_run(sofc_model, checkpoint_every=1)
+    ranked = sorted(_checkpoints(free.log, "sa:0"), key=lambda c: (abs(c[1] / 0.5 - 1), -c[0]))
+    full = frozenset((p, a) for p in range(3) for a in range(3))
+
+    def run_with(spans_at):
+        calls = iter(range(7))  # calibrate's order: the start, then steps 1..6
+
+        def fake_spans(self, labels):
+            return spans_at.get(next(calls), full)
+
+        monkeypatch.setattr(loop._Run, "spans", fake_spans)
+        return _sa_run(sofc_model, checkpoint_every=1)
+
+    lost = full - {(1, 2)}
+    # the closest checkpoint lost a spanning the others have: the next closest is returned
+    res = run_with({ranked[0][0]: lost})
+    assert res.selected_step == ranked[1][0]
+    k = ranked[0][0]  # the log shows what was lost
+    column = res.log[k]["spanning:measured"] if k < 6 else res.log[5]["spanning:measured_after"]
+    assert column == "0:zyx 1:zy 2:zyx"
+    # a spanning only the start had counts too: every checkpoint lost it, so closeness decides
+    assert run_with({k: lost for k in range(1, 7)}).selected_step == ranked[0][0]
+    # ... but one gained mid-run (not at the start) is kept: only the third closest has it
+    gained = {k: lost for k in range(7)} | {ranked[2][0]: full}
+    assert run_with(gained).selected_step == ranked[2][0]
+    # fewer losses beat closeness: only the second closest keeps (0, z)
+    two = lost - {(0, 0)}
+    res = run_with({k: two for k in range(7)} | {ranked[1][0]: lost})
+    assert res.selected_step == ranked[1][0]
+
+
+def test_phases_named_by_a_scalar_target_are_not_guarded(sofc_model):
+    from microlad.guidance import loop
+
+    tg, wt = loop.prepare(sofc_model, ["sa:0=0.1", "s2=train"])
+    run = loop._Run(sofc_model, (16, 16, 16), loop._states(sofc_model, tg, wt), wt["prior"], 0, loop.GuidanceOptions(),
+                    None, torch.device("cpu"))
+    assert run.guarded == (1, 2)
+
+
+def test_extra_checkpoints_by_default_only_where_they_are_cheap_and_scored():
+    from microlad.guidance.loop import _default_checkpoint_every as every
+
+    t = lambda *specs: parse_targets(list(specs))  # noqa: E731
+    assert every(t("s2=train"), 60, 20, True) == 5
+    assert every(t("sa:0=0.1", "vf:1=0.4"), 60, 20, True) == 5
+    assert every(t("vf:1=0.4"), 60, 20, True) == 20  # settled exactly: nothing to choose
+    assert every(t("vf:1=0.4"), 60, 20, False) == 5
+    assert every(t("s2=train", "deff:0@x=0.1"), 60, 20, True) == 20  # a 3D solve per checkpoint
+    assert every(t("s2=train"), 60, 0, True) == 0

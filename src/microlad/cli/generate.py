@@ -29,6 +29,7 @@ def generate(
     lr: float = typer.Option(0.05, "--lr", help="Adam step size on the normalised latent."),
     property_every: int = typer.Option(5, "--property-every", help="Evaluate 3D transport targets every k steps."),
     calibrate_every: Optional[int] = typer.Option(None, "--calibrate-every", help="Re-measure the finished volume every k steps (default steps/3; 0: only at the start)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Measure a candidate result every k steps, between calibrations too (default steps/12 for s2, sa targets without a transport target; else as --calibrate-every)."),
     lmpdd_steps: int = typer.Option(RECONSTRUCT_STEPS, "--lmpdd-steps", help="DDIM steps of the starting L-MPDD sample."),
     refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes in the finish."),
     exact_vf: bool = typer.Option(True, "--exact-vf/--no-exact-vf", help="After the last step, move the decision thresholds so vf targets are met exactly (the sidecar keeps what guidance reached before, 'before_settle'); --no-exact-vf: leave them as guidance left them."),
@@ -81,7 +82,7 @@ def generate(
 
     run(
         model, dims, target, n=n, seed=seed, steps=steps, max_steps=max_steps, weights=weight, lr=lr, property_every=property_every,
-        calibrate_every=calibrate_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, periodic=periodic,
+        calibrate_every=calibrate_every, checkpoint_every=checkpoint_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, periodic=periodic,
         memory_budget=memory_mb << 20, progress=progress, indices=mine, on_volume=write,
     )
     who = f"rank {rank}/{world}: " if world > 1 else ""

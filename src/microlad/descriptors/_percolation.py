@@ -7,7 +7,7 @@ import numpy as np
 
 from microlad.descriptors._validate import as_labels, check_axis, check_phase
 
-__all__ = ["Percolation", "percolation"]
+__all__ = ["Percolation", "percolation", "percolating_axes"]
 
 
 @dataclass(frozen=True)
@@ -63,3 +63,24 @@ def percolation(labels: np.ndarray, *, phase: int, axis: int) -> Percolation:
         return Percolation(percolates=False, spanning_fraction=0.0)
     n_spanning = int(np.bincount(clusters.ravel())[spanning].sum())
     return Percolation(percolates=True, spanning_fraction=n_spanning / total)
+
+
+def percolating_axes(labels: np.ndarray, *, phase: int) -> tuple[bool, ...]:
+    """For each axis, whether ``phase`` connects the two faces normal to it.
+
+    The same definition as :func:`percolation` (face-connected clusters, not periodic),
+    with one cluster labelling for all axes. ``labels``: (Y, X) or (Z, Y, X); returns one
+    bool per axis, in axis order (z, y, x for a volume)."""
+    arr = as_labels(labels, ndims=(2, 3))
+    mask = arr == check_phase(phase)
+    if not mask.any():
+        return (False,) * arr.ndim
+    from scipy import ndimage  # deferred: importing scipy.ndimage is slow
+
+    clusters, _ = ndimage.label(mask, structure=ndimage.generate_binary_structure(arr.ndim, 1))
+    out = []
+    for ax in range(arr.ndim):
+        first = np.unique(np.take(clusters, 0, axis=ax))
+        last = np.unique(np.take(clusters, -1, axis=ax))
+        out.append(bool(np.intersect1d(first[first > 0], last[last > 0]).size))
+    return tuple(out)

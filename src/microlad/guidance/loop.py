@@ -20,15 +20,22 @@ One run, per volume:
    offset is kept per slicing axis and in-cell plane offset (the paper's metric takes the
    worst axis, and the surrogate's offset differs between axes, and between latent and
    interpolated planes, by up to a few points).
-4. Checkpoints and extension: every calibration after step 0, and the latent after the last
-   step, is a checkpoint whose finished labels were measured. If after ``steps`` a scalar
+4. Checkpoints and extension: every calibration after step 0, every ``checkpoint_every``
+   steps in between (measured the same way, offsets left as they are), and the latent after
+   the last step, is a checkpoint whose finished labels were measured. If after ``steps`` a scalar
    target (surface area, D_eff, τ, or a VF target that will not be settled) is still
    outside its tolerance (:data:`~microlad.guidance.terms.TOLERANCE`), the run goes on,
    one calibration period at a time, at the last step's noise range, up to
    ``max_steps``. The result is the checkpoint whose measured values are closest to the
    targets (largest residual in tolerance units; ties go to the later one): a transport
    property of a finished volume can swing by ±10 % between calibrations, and the
-   measurement, not the surrogate, decides.
+   measurement, not the surrogate, decides. Before closeness comes connectivity: the
+   choice is among the checkpoints that lose the fewest spannings seen in the run (a
+   (phase, axis) pair that spans the start or any checkpoint; phases no scalar target
+   names; :func:`~microlad.descriptors.percolating_axes` on the labels the user would
+   get). The score sees only the targets, and a checkpoint close to them can have a broken
+   pore network (measured on Leopard: BENCHMARKS.md, guidance status). This prefers a
+   connected network where the run produced one; a phase that never spans is not pushed.
 5. Finish: decode, refine, smooth and label as ``reconstruct`` does; every targeted
    quantity is measured on the final labels (:func:`~microlad.guidance.terms.measure`).
    The smoothing width is calibrated once, on the start volume (the first calibration),
@@ -69,6 +76,7 @@ import torch
 from tqdm.auto import tqdm
 
 from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.descriptors import percolating_axes
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
@@ -76,7 +84,7 @@ from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
 from microlad.guidance.surrogate import axis_volume, cell_slices
-from microlad.guidance.targets import Target, parse_targets, parse_weights, validate_targets
+from microlad.guidance.targets import TRANSPORT_KINDS, Target, parse_targets, parse_weights, validate_targets
 from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume, smooth_probabilities
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import match_fractions
@@ -97,6 +105,7 @@ class GuidanceOptions:
     noise: NoiseRange = field(default_factory=NoiseRange)
     property_every: int = 5
     calibrate_every: int = DEFAULT_STEPS // 3
+    checkpoint_every: int = DEFAULT_STEPS // 3
     lmpdd_steps: int = RECONSTRUCT_STEPS
     refine: int = RECONSTRUCT_REFINE
     smooth: bool = RECONSTRUCT_SMOOTH
@@ -152,6 +161,17 @@ def _states(model, targets: list[Target], weights: dict[str, float]) -> list[T.T
     return out
 
 
+def _default_checkpoint_every(targets: list[Target], steps: int, calibrate_every: int, exact_vf: bool) -> int:
+    """``steps // 12`` where extra checkpoints are cheap and can be closer (a scored S2,
+    surface-area or unsettled VF target, no transport target: a transport target's
+    measurement is a 3D solve); else the calibrations only."""
+    if calibrate_every == 0 or any(t.kind in TRANSPORT_KINDS for t in targets):
+        return calibrate_every
+    if any(t.kind in ("s2", "sa") or (t.kind == "vf" and not exact_vf) for t in targets):
+        return max(1, steps // 12)
+    return calibrate_every
+
+
 def _finish_fractions(model, targets: list[Target], match_vf) -> torch.Tensor | None:
     has_vf = any(t.kind == "vf" for t in targets)
     if match_vf is None or match_vf is False:
@@ -181,6 +201,7 @@ def generate(
     noise: NoiseRange = NoiseRange(),
     property_every: int = 5,
     calibrate_every: int | None = None,
+    checkpoint_every: int | None = None,
     lmpdd_steps: int = RECONSTRUCT_STEPS,
     refine: int = RECONSTRUCT_REFINE,
     smooth: bool = RECONSTRUCT_SMOOTH,
@@ -213,9 +234,12 @@ def generate(
         decode and a 3D solve); in between their last gradient direction is reused.
     calibrate_every : measure the finished volume every k steps (and at step 0) to take the
         surrogate's offset out of the targets; default ``steps // 3``; 0: only at step 0.
-        More calibrations give the checkpoint choice more candidates: with an S2 target,
-        ``steps // 12`` lowers the S2 error but can return rougher or less connected
-        volumes, since the choice looks only at the targets (BENCHMARKS.md, guidance status).
+        More calibrations move the offsets more often (with an S2 target, ``steps // 12``
+        gave rougher slices: BENCHMARKS.md, guidance status).
+    checkpoint_every : also measure the finished volume every k steps between calibrations,
+        as a candidate result, without moving the offsets; default ``steps // 12`` with an
+        S2, surface-area or unsettled VF target and no transport target (each checkpoint is
+        one finish; a transport target's would be a 3D solve), else ``calibrate_every``.
     lmpdd_steps, refine, smooth, periodic, memory_budget : as in
         :func:`microlad.reconstruct.reconstruct` (the smoothing width is calibrated on the
         start volume and then kept fixed; no smoothing with a surface-area target).
@@ -248,12 +272,16 @@ def generate(
     cal = max(1, steps // 3) if calibrate_every is None else int(calibrate_every)
     if cal < 0:
         raise InputError(f"calibrate_every must be >= 0, got {calibrate_every}")
+    ckpt = _default_checkpoint_every(tg, steps, cal, bool(exact_vf)) if checkpoint_every is None else int(checkpoint_every)
+    if ckpt < 0:
+        raise InputError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     target_vf = _finish_fractions(model, tg, match_vf)
     device = next(vae.parameters()).device
     vae.eval()
     unet.eval()
     channels_last(vae, unet)
     options = GuidanceOptions(steps=steps, max_steps=int(max_steps), lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
+                              checkpoint_every=ckpt,
                               lmpdd_steps=lmpdd_steps, refine=refine, exact_vf=bool(exact_vf), periodic=periodic,
                               plane_offsets=bool(plane_offsets), smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
                               memory_budget=memory_budget, progress=progress)
@@ -282,6 +310,9 @@ class _Run:
         self.opts = {"periodic": options.periodic, "memory_budget": options.memory_budget}
         # per-phase smoothing widths, set by the first finish (all 0: no smoothing)
         self.sigma: tuple[float, ...] | None = None if options.smooth else (0.0,) * model.vae.config.n_phases
+        # phases whose spanning a checkpoint must keep: those no scalar target names
+        named = {t.target.phase for t in terms if t.target.kind != "s2" and t.target.phase is not None}
+        self.guarded = tuple(p for p in range(model.vae.config.n_phases) if p not in named)
         self.timings = {"lmpdd": 0.0, "prior": 0.0, "slice_terms": 0.0, "volume_terms": 0.0, "calibrate": 0.0, "finish": 0.0}
 
     # -- finishing and measuring ----------------------------------------------------------
@@ -353,13 +384,22 @@ class _Run:
             return T.s2_report(labels, term.curve.cpu().numpy(), term.phases)["max_error"]
         return T.measure(term, labels)
 
-    def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor]) -> tuple[dict[str, float], tuple[torch.Tensor, np.ndarray]]:
-        """Finish ``z``, measure every term, set the surrogate offsets; returns the
-        measurements and the finished (probabilities, labels)."""
+    def spans(self, labels: np.ndarray) -> frozenset[tuple[int, int]]:
+        """The (phase, axis) pairs of the guarded phases that span ``labels``."""
+        return frozenset((p, a) for p in self.guarded for a, ok in enumerate(percolating_axes(labels, phase=p)) if ok)
+
+    def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor], update: bool = True
+                  ) -> tuple[dict[str, float], tuple[torch.Tensor, np.ndarray], frozenset[tuple[int, int]]]:
+        """Finish ``z``, measure every term and, if ``update``, set the surrogate offsets;
+        returns the measurements, the finished (probabilities, labels) and the spanning
+        (phase, axis) pairs of the guarded phases (:meth:`spans`, on the settled labels)."""
         probs, labels = self.finish(z)
         # what the user gets: VF targets settled (identity without them); only the VF terms
         # are measured before settling, to see what guidance itself reached
         _, settled, _ = self.settle_fractions(probs, labels)
+        spans = self.spans(settled)
+        if not update:
+            return {term.target.name: self._measure(term, labels, settled) for term in self.terms}, (probs, labels), spans
         with torch.no_grad():
             offsets = range(self.vae.config.downsample_factor) if self.o.plane_offsets else (None,)
             planes = [[cell_slices(self.vae, z.detach(), a, offset=k, **self.opts) for k in offsets] for a in range(3)]
@@ -376,7 +416,7 @@ class _Run:
                 off[..., :kk] = sur[..., :kk] - got[:, None, :, :kk]
                 term.offset = off
                 continue
-            m = T.measure(term, labels if t.kind == "vf" else settled)
+            m = self._measure(term, labels, settled)
             measured[t.name] = m
             if term.is_volume:
                 sur = values.get(t.name)
@@ -391,7 +431,14 @@ class _Run:
                 term.offset = s - m
             elif m > 0 and s > 0:
                 term.offset = s / m
-        return measured, (probs, labels)
+        return measured, (probs, labels), spans
+
+    @staticmethod
+    def _measure(term: T.TermState, labels: np.ndarray, settled: np.ndarray) -> float:
+        """A term on finished labels: VF before settling, everything else after."""
+        if term.target.kind == "s2":
+            return T.s2_report(settled, term.curve.cpu().numpy(), term.phases)["max_error"]
+        return T.measure(term, labels if term.target.kind == "vf" else settled)
 
     # -- one step ---------------------------------------------------------------------------
     def step(self, z: torch.Tensor, opt: torch.optim.Optimizer, s: int, gen: torch.Generator, force_volume: bool) -> tuple[dict, dict]:
@@ -460,30 +507,35 @@ class _Run:
         opt = torch.optim.Adam([z], lr=self.o.lr)
         log: list[dict] = []
         start: dict[str, float] = {}
-        cal = self.o.calibrate_every
-        checkpoints: list[tuple[float, int, torch.Tensor]] = []  # (score, step, latent)
+        cal, every = self.o.calibrate_every, self.o.checkpoint_every
+        checkpoints: list[tuple[float, int, torch.Tensor, frozenset]] = []  # (score, step, latent, spans)
+        start_spans: frozenset = frozenset()
         last_finished: tuple[int, torch.Tensor, np.ndarray] | None = None
         bar = tqdm(total=self.steps, desc=f"guide seed {self.seed}", unit="step", disable=not self.o.progress, leave=False)
         s, end, measured_at = 0, self.steps, -1
         while s < end:
             # (an extended run's first step needs no calibration: its latent was just measured)
             at_cal = (s == 0 or (cal > 0 and s % cal == 0)) and s != measured_at
-            if at_cal:
+            # a checkpoint between calibrations: measured, offsets left as they are
+            at_check = not at_cal and every > 0 and s % every == 0 and s != measured_at
+            if at_cal or at_check:
                 # measure before the step's update: the step's surrogate values and the
                 # measurement then refer to the same latent
                 zc = z.detach().clone()
             row, values = self.step(z, opt, s, gen, force_volume=at_cal)
-            if at_cal:
+            if at_cal or at_check:
                 tc = time.perf_counter()
-                measured, finished = self.calibrate(zc, values)
+                measured, finished, spans = self.calibrate(zc, values, update=at_cal)
                 self.timings["calibrate"] += time.perf_counter() - tc
                 if s == 0:
                     # the start as reconstructed, without the VF targets settled
                     start = {term.target.name: self.measure_unsettled(term, finished[1], measured) for term in self.terms}
+                    start_spans = spans
                 else:
-                    checkpoints.append((self.score(measured), s, zc))
+                    checkpoints.append((self.score(measured), s, zc, spans))
                     last_finished = (s, *finished)
                 row.update({f"{k}:measured": v for k, v in measured.items()})
+                row["spanning:measured"] = _spans_text(spans)
             log.append(row)
             s += 1
             bar.update()
@@ -491,18 +543,23 @@ class _Run:
             if s == end:
                 tc = time.perf_counter()
                 zc = z.detach().clone()
-                measured, finished = self.calibrate(zc, self.volume_values(zc))
+                measured, finished, spans = self.calibrate(zc, self.volume_values(zc))
                 self.timings["calibrate"] += time.perf_counter() - tc
-                checkpoints.append((self.score(measured), s, zc))
+                checkpoints.append((self.score(measured), s, zc, spans))
                 last_finished, measured_at = (s, *finished), s
                 row.update({f"{k}:measured_after": v for k, v in measured.items()})
+                row["spanning:measured_after"] = _spans_text(spans)
                 if self.unmet(measured) and end < self.o.max_steps:
                     end = min(end + max(1, cal or self.steps // 3 or 1), self.o.max_steps)
                     bar.total = end
                     bar.refresh()
         bar.close()
         tf = time.perf_counter()
-        best_score, best_step, best_z = min(checkpoints, key=lambda c: (c[0], -c[1]))
+        # the choice loses as few spannings as possible (guarded phases, any seen at the start
+        # or at a checkpoint): the score looks only at the targets, and a checkpoint close to
+        # them can have a broken network
+        seen = start_spans.union(*(c[3] for c in checkpoints))
+        best_score, best_step, best_z, _ = min(checkpoints, key=lambda c: (len(seen - c[3]), c[0], -c[1]))
         if last_finished is not None and last_finished[0] == best_step:
             probs, labels = last_finished[1], last_finished[2]
         else:
@@ -528,3 +585,11 @@ class _Run:
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
                               probabilities=probs.float().cpu().numpy() if return_probabilities else None,
                               smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step)
+
+
+def _spans_text(spans: frozenset[tuple[int, int]]) -> str:
+    """``"0:zyx 2:z"``: for each phase, the axes it spans (a log column)."""
+    by_phase: dict[int, str] = {}
+    for p, a in sorted(spans):
+        by_phase[p] = by_phase.get(p, "") + "zyx"[a]
+    return " ".join(f"{p}:{axes}" for p, axes in by_phase.items())
