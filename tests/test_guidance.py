@@ -415,3 +415,8 @@ def test_extra_checkpoints_by_default_only_where_they_are_cheap_and_scored():
     assert every(t("vf:1=0.4"), 60, 20, False) == 5
     assert every(t("s2=train", "deff:0@x=0.1"), 60, 20, True) == 20  # a 3D solve per checkpoint
     assert every(t("s2=train"), 60, 0, True) == 0
+
+
+def test_negative_checkpoint_every_is_an_input_error(tiny_model):
+    with pytest.raises(InputError, match="checkpoint_every"):
+        generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, steps=6, checkpoint_every=-1, progress=False)
