@@ -56,9 +56,7 @@ def percolation(labels: np.ndarray, *, phase: int, axis: int) -> Percolation:
 
     structure = ndimage.generate_binary_structure(arr.ndim, 1)
     clusters, _ = ndimage.label(mask, structure=structure)
-    first = np.unique(np.take(clusters, 0, axis=ax))
-    last = np.unique(np.take(clusters, -1, axis=ax))
-    spanning = np.intersect1d(first[first > 0], last[last > 0])
+    spanning = _spanning_clusters(clusters, ax)
     if spanning.size == 0:
         return Percolation(percolates=False, spanning_fraction=0.0)
     n_spanning = int(np.bincount(clusters.ravel())[spanning].sum())
@@ -78,9 +76,11 @@ def percolating_axes(labels: np.ndarray, *, phase: int) -> tuple[bool, ...]:
     from scipy import ndimage  # deferred: importing scipy.ndimage is slow
 
     clusters, _ = ndimage.label(mask, structure=ndimage.generate_binary_structure(arr.ndim, 1))
-    out = []
-    for ax in range(arr.ndim):
-        first = np.unique(np.take(clusters, 0, axis=ax))
-        last = np.unique(np.take(clusters, -1, axis=ax))
-        out.append(bool(np.intersect1d(first[first > 0], last[last > 0]).size))
-    return tuple(out)
+    return tuple(bool(_spanning_clusters(clusters, ax).size) for ax in range(arr.ndim))
+
+
+def _spanning_clusters(clusters: np.ndarray, axis: int) -> np.ndarray:
+    """Labels (> 0) of the clusters that touch both faces normal to ``axis``."""
+    first = np.unique(np.take(clusters, 0, axis=axis))
+    last = np.unique(np.take(clusters, -1, axis=axis))
+    return np.intersect1d(first[first > 0], last[last > 0])

@@ -380,9 +380,7 @@ class _Run:
         t = term.target
         if t.kind == "vf" or not self.settles:
             return measured[t.name]
-        if t.kind == "s2":
-            return T.s2_report(labels, term.curve.cpu().numpy(), term.phases)["max_error"]
-        return T.measure(term, labels)
+        return self._measure(term, labels, labels)
 
     def spans(self, labels: np.ndarray) -> frozenset[tuple[int, int]]:
         """The (phase, axis) pairs of the guarded phases that span ``labels``."""
