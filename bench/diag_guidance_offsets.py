@@ -2,8 +2,10 @@
 modes, same seeds: slice perimeter, small-r S2, SA, spanning, tau of one phase.
 
 Usage: python bench/diag_guidance_offsets.py MODEL IMAGE PHASE N [COMPARE]
-COMPARE: "offsets" (default; without and with the in-cell plane offsets) or "calibrate"
-(3 calibrations per run, calibrate_every 20, against the default for an S2 target).
+COMPARE: "offsets" (default; without and with the in-cell plane offsets), "calibrate"
+(3 calibrations per run, calibrate_every 20, against the default for an S2 target) or
+"checkpoint" (checkpoints only at the calibrations, checkpoint_every 20 — the default until
+2026-12-07 — against today's default checkpoints every steps // 12).
 """
 import math, sys
 from pathlib import Path
@@ -20,7 +22,8 @@ from microlad.model import load_model
 from microlad.io import read_image
 name, img, phase, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 compare = sys.argv[5] if len(sys.argv) > 5 else "offsets"
-MODES = {"offsets": ("plane_offsets", (False, True)), "calibrate": ("calibrate_every", (20, None))}[compare]
+MODES = {"offsets": ("plane_offsets", (False, True)), "calibrate": ("calibrate_every", (20, None)),
+         "checkpoint": ("checkpoint_every", (20, None))}[compare]
 m = load_model(resolve_model(name)); P = m.vae.config.n_phases
 ref_la = np.asarray(m.training_stats.specific_surface_area, dtype=float)
 image = np.asarray(read_image(img).labels)

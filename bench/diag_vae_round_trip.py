@@ -3,7 +3,7 @@
 with the image's own tiles (bench_fine_scale's reference), next to the same numbers for the real
 patches themselves (the sampling noise of 256 patches), plus the pixel accuracy of the round trip.
 
-Usage: python bench/diag_vae_round_trip.py MODEL IMAGE  (figures: bench/results/fine_scale_findings.md)
+Usage: python bench/diag_vae_round_trip.py MODEL IMAGE_OR_VOLUME  (figures: bench/results/fine_scale_findings.md)
 """
 import sys
 from pathlib import Path
@@ -24,10 +24,15 @@ model = load_model(resolve_model(sys.argv[1]))
 p = model.n_phases
 img = read_image(sys.argv[2]).labels
 ref = reference(img, p)
-rng = np.random.default_rng(7)
-ys = rng.integers(0, img.shape[0] - 64 + 1, 256)
-xs = rng.integers(0, img.shape[1] - 64 + 1, 256)
-patches = np.stack([img[y:y + 64, x:x + 64] for y, x in zip(ys, xs)])
+if img.ndim == 2:
+    rng = np.random.default_rng(7)
+    ys = rng.integers(0, img.shape[0] - 64 + 1, 256)
+    xs = rng.integers(0, img.shape[1] - 64 + 1, 256)
+    patches = np.stack([img[y:y + 64, x:x + 64] for y, x in zip(ys, xs)])
+else:  # a 3D volume: random 64² crops of its slices along all three axes, no augmentation
+    from microlad.data import PatchSampler
+    sampler = PatchSampler([img], patch=64, augment=False)
+    patches = sampler.sample_labels(256, torch.Generator().manual_seed(7)).numpy().astype(np.uint8)
 with torch.no_grad():
     oh = F.one_hot(torch.as_tensor(patches, dtype=torch.long), p).permute(0, 3, 1, 2).float()
     rec = decode_slices(model.vae, encode_slices(model.vae, oh)).argmax(1).numpy().astype(np.uint8)
