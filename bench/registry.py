@@ -179,6 +179,24 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_nmc_calibrated",
           f"python bench/bench_fine_scale.py /work/runs/cal/nmc-default {NMC} -n 6 --variants default "
           "--name nmc_calibrated", 2, needs=("/work/runs/cal/nmc-default",), note=CAL_NOTE),
+    Entry("fine_scale_nmc_vae800",
+          f"python bench/bench_fine_scale.py /work/runs/cal/nmc-default {NMC} -n 6 --variants prior_2d,default "
+          "--name nmc_vae800", 4, needs=("/work/runs/cal/nmc-default",),
+          note="the 800-step-VAE baseline of fine_scale_nmc_vae3200 (same seeds); " + CAL_NOTE),
+    Entry("fine_scale_nmc_vae3200",
+          f"python bench/bench_fine_scale.py /work/runs/nmc-vae3200-full {NMC} -n 6 --variants prior_2d,default "
+          "--name nmc_vae3200", 4, needs=("/work/runs/nmc-vae3200-full",),
+          note="model: `microlad train NMC --out /work/runs/nmc-vae3200-full --vae-steps 3200 --vae-rounds 1 --threads 1` "
+               "(default settings otherwise: 2500 LDM steps, coupling window calibrated)"),
+    Entry("fine_scale_composite_vae800",
+          f"python bench/bench_fine_scale.py /work/runs/cal/composite-mirror {COMPOSITE} -n 6 --variants prior_2d,default "
+          "--name composite_vae800", 4, needs=("/work/runs/cal/composite-mirror",),
+          note="the 800-step-VAE baseline of fine_scale_composite_vae3200 (same seeds); " + CAL_NOTE),
+    Entry("fine_scale_composite_vae3200",
+          f"python bench/bench_fine_scale.py /work/runs/composite-vae3200-full {COMPOSITE} -n 6 --variants prior_2d,default "
+          "--name composite_vae3200", 4, needs=("/work/runs/composite-vae3200-full",),
+          note="model: `microlad train COMPOSITE --out /work/runs/composite-vae3200-full --vae-steps 3200 --vae-rounds 1 "
+               "--threads 1` (default settings otherwise)"),
     Entry("fidelity_composite_calibrated",
           f"python bench/bench_fidelity.py /work/runs/cal/composite-mirror {COMPOSITE} --name composite_calibrated", 10,
           needs=("/work/runs/cal/composite-mirror",), note=CAL_NOTE),

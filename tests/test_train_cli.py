@@ -12,7 +12,7 @@ from microlad.synthetic import random_field_labels
 TINY = {
     "vae_config": dict(latent_channels=2, base_channels=8, channel_multipliers=[1, 2], downsample_factor=2, norm_groups=4),
     "unet_config": dict(base_channels=8, channel_multipliers=[1, 2], attention=False, norm_groups=4),
-    "options": dict(latent_bank=64, stats_patches=16, heldout_patches=16, log_every=10, warmup_steps=2),
+    "options": dict(latent_bank=64, stats_patches=16, heldout_patches=16, log_every=10, warmup_steps=2, vae_rounds=1),
 }
 
 
@@ -60,6 +60,21 @@ def test_cli_train_writes_model_and_prints_summary(files, capsys):
     assert code == 2 and err.startswith("error: ") and "not empty" in err and err.count("\n") == 1
     code, stdout, _ = _run(_train_args(files, out, "--resume"), capsys)  # already complete: loads
     assert code in (0, None) and "VAE: 10 steps" in stdout
+
+
+def test_cli_vae_rounds_flag_trains_another_round_while_the_round_trip_is_lossy(files, capsys):
+    out = files / "rounds"
+    code, stdout, _ = _run(_train_args(files, out, "--vae-rounds", "2"), capsys)
+    assert code in (0, None)
+    from microlad.model import load_model
+
+    rep = load_model(out).training_stats.report
+    first = rep.vae_rounds[0]
+    # a 10-step VAE loses far more than 3 % of the slice perimeter: the second round runs
+    assert first["worst"] > 0.03 and first["extend"] and len(rep.vae_rounds) == 2
+    assert rep.steps["vae"] == 20 and "VAE: 20 steps" in stdout and "VAE rounds: 2" in stdout
+    code, _, err = _run(_train_args(files, files / "r0", "--vae-rounds", "0"), capsys)
+    assert code == 2 and "--vae-rounds" in err and err.count("\n") == 1
 
 
 def test_cli_bad_inputs_are_one_line_errors(files, capsys):

@@ -20,7 +20,7 @@ from microlad.training._checkpoint import flatten_optimizer, unflatten_optimizer
 
 TINY_VAE = dict(latent_channels=2, base_channels=8, channel_multipliers=(1, 2), downsample_factor=2, norm_groups=4)
 TINY_UNET = dict(in_channels=2, base_channels=8, channel_multipliers=(1, 2), attention=False, norm_groups=4)
-TINY_OPTS = dict(latent_bank=128, stats_patches=32, heldout_patches=16, log_every=10, warmup_steps=5)
+TINY_OPTS = dict(latent_bank=128, stats_patches=32, heldout_patches=16, log_every=10, warmup_steps=5, vae_rounds=1)
 
 
 def tiny(**kw):
@@ -106,21 +106,27 @@ def test_model_directory_stats_and_no_pickle(tmp_path, image):
     assert torch.equal(loaded.vae.latent_shift, model.vae.latent_shift)
 
 
-def test_resume_after_interruption_matches_uninterrupted(tmp_path, image, monkeypatch):
-    train(image, tmp_path / "ref", **tiny(vae_steps=20, ldm_steps=30))
+def _crash_at_step(monkeypatch, n: int, run) -> None:
+    """Run ``run()`` with a simulated crash at the ``n``-th optimizer step (both stages counted)."""
     real = _loop.lr_at
     calls = {"n": 0}
 
-    def failing(step, total, peak, opts):  # crash during stage 2, after its first checkpoint
+    def failing(step, total, peak, opts):
         calls["n"] += 1
-        if calls["n"] == 20 + 15:
+        if calls["n"] == n:
             raise RuntimeError("simulated crash")
         return real(step, total, peak, opts)
 
     monkeypatch.setattr(_loop, "lr_at", failing)
     with pytest.raises(RuntimeError, match="simulated"):
-        train(image, tmp_path / "run", **tiny(vae_steps=20, ldm_steps=30))
+        run()
     monkeypatch.setattr(_loop, "lr_at", real)
+
+
+def test_resume_after_interruption_matches_uninterrupted(tmp_path, image, monkeypatch):
+    train(image, tmp_path / "ref", **tiny(vae_steps=20, ldm_steps=30))
+    # crash during stage 2, after its first checkpoint
+    _crash_at_step(monkeypatch, 20 + 15, lambda: train(image, tmp_path / "run", **tiny(vae_steps=20, ldm_steps=30)))
     state = json.loads((tmp_path / "run" / "train_state.json").read_text())
     assert (state["stage"], state["ldm_step"]) == ("ldm", 10)
     model = train(image, tmp_path / "run", resume=True, **tiny(vae_steps=None, ldm_steps=None))
@@ -254,3 +260,81 @@ def test_train_state_checkpoint_restores_what_it_saved():
         for gen in ("data_gen", "noise_gen"):
             assert torch.equal(getattr(a, gen).get_state(), getattr(b, gen).get_state())
         assert a.np_rng.bit_generator.state == b.np_rng.bit_generator.state
+
+
+# -- VAE rounds: train the VAE longer only while its round trip loses slice perimeter ----------
+def test_another_vae_round_rule():
+    from microlad.training._stats import another_vae_round
+
+    r = lambda *w: [{"worst": x} for x in w]  # noqa: E731
+    assert another_vae_round(r(0.10), max_rounds=4, tol=0.03)  # lossy: another round
+    assert not another_vae_round(r(0.02), max_rounds=4, tol=0.03)  # within tolerance: stop
+    assert another_vae_round(r(0.10, 0.06), max_rounds=4, tol=0.03)  # still lossy and improving
+    assert not another_vae_round(r(0.10, 0.11), max_rounds=4, tol=0.03)  # no gain: stop
+    assert not another_vae_round(r(0.10, 0.06, 0.04, 0.035), max_rounds=4, tol=0.03)  # cap reached
+    assert not another_vae_round(r(0.10), max_rounds=1, tol=0.03)
+    assert not another_vae_round(r(None), max_rounds=4, tol=0.03)  # no boundary to measure
+    assert not another_vae_round([], max_rounds=4, tol=0.03)
+
+
+def test_heldout_report_perimeter_error_is_signed_relative_perimeter():
+    from skimage.measure import perimeter
+
+    from microlad.training._stats import reconstruction_report
+
+    true = np.zeros((3, 32, 32), np.uint8)
+    true[:, 8:24, 8:24] = 1
+    recon = true.copy()
+    recon[:, 8:24, 8:16] = 0  # half the square: the phase-1 boundary shrinks from 4·16 to 2·16 + 2·8
+    rep = reconstruction_report(true, recon, 2)
+    ref = perimeter(recon[0] == 1) / perimeter(true[0] == 1) - 1.0  # scikit-image's perimeter estimate
+    assert rep["perimeter_error"][1] == pytest.approx(ref, abs=0.03)
+    assert rep["perimeter_error"][1] == pytest.approx(-0.25, abs=0.03)
+    assert rep["perimeter_error"][0] == pytest.approx(rep["perimeter_error"][1], abs=1e-9)  # one interface
+
+
+def test_vae_rounds_follow_the_heldout_perimeter(tmp_path, image):
+    one = train(image, tmp_path / "one", **tiny(options=TrainOptions(**{**TINY_OPTS, "vae_rounds": 3, "vae_perimeter_tol": 10.0})))
+    rep = one.training_stats.report
+    assert rep.steps["vae"] == 20 and len(rep.vae_rounds) == 1 and not rep.vae_rounds[0]["extend"]
+    # a run that stops after one round has exactly the weights of a fixed-length run
+    train(image, tmp_path / "fixed", **tiny())
+    assert _same(_weights(tmp_path / "one"), _weights(tmp_path / "fixed"))
+
+    from microlad.training._stats import another_vae_round
+
+    opts = TrainOptions(**{**TINY_OPTS, "vae_rounds": 3, "vae_perimeter_tol": 0.0})
+    many = train(image, tmp_path / "many", **tiny(options=opts))
+    rounds = many.training_stats.report.vae_rounds
+    assert len(rounds) >= 2, rounds  # a 20-step VAE loses perimeter; a second round helps it
+    assert many.training_stats.report.steps["vae"] == 20 * len(rounds)
+    assert [r["steps"] for r in rounds] == [20 * (i + 1) for i in range(len(rounds))]
+    for i, rec in enumerate(rounds):  # each recorded decision is the rule applied to the records so far
+        assert rec["extend"] == another_vae_round(rounds[: i + 1], 3, 0.0)
+        assert rec["worst"] == max(abs(e) for e in rec["perimeter_error"] if e is not None)
+    # the first round is the one-round run's VAE: the same 20 steps and learning-rate cycle
+    assert rounds[0]["perimeter_error"] == list(rep.vae_rounds[0]["perimeter_error"])
+    # the last check is the final VAE's held-out report
+    assert list(rounds[-1]["perimeter_error"]) == list(many.training_stats.report.vae_reconstruction.perimeter_error)
+
+
+def test_resume_inside_a_later_vae_round_matches_uninterrupted(tmp_path, image, monkeypatch):
+    opts = TrainOptions(**{**TINY_OPTS, "vae_rounds": 3, "vae_perimeter_tol": 0.0})
+    ref = train(image, tmp_path / "ref", **tiny(options=opts))
+    assert len(ref.training_stats.report.vae_rounds) >= 2
+    # crash in the second VAE round, after its first checkpoint
+    _crash_at_step(monkeypatch, 20 + 15, lambda: train(image, tmp_path / "run", **tiny(options=opts)))
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert (state["stage"], state["vae_step"], state["vae_total"], len(state["vae_rounds"])) == ("vae", 30, 40, 1)
+    run = train(image, tmp_path / "run", resume=True, **tiny(options=None))
+    assert run.training_stats.report.vae_rounds == ref.training_stats.report.vae_rounds
+    assert _same(_weights(tmp_path / "ref"), _weights(tmp_path / "run"))
+
+
+def test_checkpoint_from_before_vae_rounds_resumes_with_one_round():
+    from microlad.training._settings import RunSettings
+
+    saved = json.loads(json.dumps(_tiny_settings().to_dict()))
+    del saved["options"]["vae_rounds"]  # as written before VAE rounds existed
+    assert RunSettings.merge({}, saved, 2).options.vae_rounds == 1
+    assert RunSettings.merge({}, None, 2).options.vae_rounds == TrainOptions().vae_rounds > 1

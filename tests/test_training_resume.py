@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SI
 TINY = {
     "vae_config": dict(latent_channels=2, base_channels=8, channel_multipliers=[1, 2], downsample_factor=2, norm_groups=4),
     "unet_config": dict(base_channels=8, channel_multipliers=[1, 2], attention=False, norm_groups=4),
-    "options": dict(latent_bank=64, stats_patches=16, heldout_patches=16, log_every=10, warmup_steps=2),
+    "options": dict(latent_bank=64, stats_patches=16, heldout_patches=16, log_every=10, warmup_steps=2, vae_rounds=1),
 }
 STEPS = 60
 

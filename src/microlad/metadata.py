@@ -108,7 +108,9 @@ class ReconstructionScore(_Contract):
     phase (``None`` for a phase absent from the patches); ``pixel_accuracy``: over all
     pixels; ``vf_error``: per phase, mean over patches of |VF_rec − VF_true|;
     ``s2_error``: per phase, |A_rec − A_true| / A_true with A the sum of the
-    patch-averaged non-periodic radial S2 (paper §7).
+    patch-averaged non-periodic radial S2 (paper §7); ``perimeter_error``: per phase, the
+    signed relative error of the slice perimeter density L_A of the reconstructions
+    (absent in models from older versions).
     """
 
     n_patches: int | None = None
@@ -116,6 +118,7 @@ class ReconstructionScore(_Contract):
     pixel_accuracy: float | None = None
     vf_error: tuple[float, ...] | None = None
     s2_error: tuple[float | None, ...] | None = None
+    perimeter_error: tuple[float | None, ...] | None = None
     heldout_seed: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -126,10 +129,14 @@ class TrainingReport(_Contract):
 
     ``final_losses``: per stage (``"vae"``, ``"ldm"``) the mean loss parts of the last log
     interval; ``time_s``: seconds per stage (``"vae"``, ``"stats"``, ``"ldm"``) and
-    ``"total"``; ``steps``: optimizer steps per stage (``"vae"``, ``"ldm"``).
+    ``"total"``; ``steps``: optimizer steps per stage (``"vae"``, ``"ldm"``);
+    ``vae_rounds``: the held-out check after each VAE round (``steps``,
+    ``pixel_accuracy``, ``perimeter_error`` per phase, ``worst`` = the largest |error|,
+    ``extend``: whether another round followed; see ``TrainOptions.vae_rounds``).
     """
 
     vae_reconstruction: ReconstructionScore | None = None
+    vae_rounds: tuple[Mapping[str, Any], ...] | None = None
     final_losses: Mapping[str, Mapping[str, float]] | None = None
     time_s: Mapping[str, float] | None = None
     steps: Mapping[str, int] | None = None

@@ -5,6 +5,7 @@ writes the model and prints the summary).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -91,7 +92,12 @@ def train(
     images: List[Path] = typer.Argument(..., help="Segmented 2D images or 3D volumes (.tif, .png, .npy, .npz); 3D volumes give slices along all axes.", show_default=False),
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write.", show_default=False),
     patch: Optional[int] = typer.Option(None, "--patch", help=f"Training patch size in pixels (default {DEFAULT_PATCH})."),
-    vae_steps: Optional[int] = typer.Option(None, "--vae-steps", help=f"VAE training steps (default {DEFAULT_VAE_STEPS})."),
+    vae_steps: Optional[int] = typer.Option(None, "--vae-steps", help=f"VAE training steps per round (default {DEFAULT_VAE_STEPS})."),
+    vae_rounds: Optional[int] = typer.Option(
+        None, "--vae-rounds",
+        help="Most VAE rounds of --vae-steps each (default 4). Another round follows only while the held-out "
+             "round trip loses more than 3 %% of some phase's slice perimeter and the last round reduced that loss; "
+             "1 trains exactly --vae-steps."),
     ldm_steps: Optional[int] = typer.Option(None, "--ldm-steps", help=f"Latent diffusion training steps (default {DEFAULT_LDM_STEPS})."),
     batch: Optional[int] = typer.Option(None, "--batch", help=f"Global batch size, split over torchrun processes (default {DEFAULT_BATCH})."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
@@ -111,7 +117,8 @@ def train(
     from microlad.io import check_output_dir
 
     check_threads(threads)
-    for name, value in (("--patch", patch), ("--vae-steps", vae_steps), ("--ldm-steps", ldm_steps), ("--batch", batch)):
+    for name, value in (("--patch", patch), ("--vae-steps", vae_steps), ("--vae-rounds", vae_rounds), ("--ldm-steps", ldm_steps),
+                        ("--batch", batch)):
         if value is not None:
             check_positive(name, value)
     check_positive("--checkpoint-every", checkpoint_every)
@@ -129,6 +136,10 @@ def train(
     segs = [read_image(p, key=key) for p in images]
     labels = as_label_images(segs)  # phase-count check before anything else
     extra = _read_config(config, labels.n_phases) if config is not None else {}
+    if vae_rounds is not None:
+        from microlad.training import TrainOptions
+
+        extra["options"] = dataclasses.replace(extra.get("options") or TrainOptions(), vae_rounds=vae_rounds)
     if resume and int(os.environ.get("RANK", "0")) == 0:
         typer.echo(_resume_note(out))
     model = run(
@@ -155,6 +166,10 @@ def train(
         f"held-out accuracy per phase {_fmt(vr.accuracy)}, pixel accuracy {_num(vr.pixel_accuracy):.4f}, "
         f"S2 error {_fmt(vr.s2_error)}"
     )
+    if rep.vae_rounds:
+        worst = ", ".join("n/a" if r.get("worst") is None else f"{100 * r['worst']:.1f} %" for r in rep.vae_rounds)
+        typer.echo(f"VAE rounds: {len(rep.vae_rounds)} (largest perimeter loss of the held-out round trip after each: {worst}; "
+                   f"tolerance {100 * (model.config.training or {}).get('options', {}).get('vae_perimeter_tol', 0.03):g} %)")
     typer.echo(f"LDM: {steps.get('ldm', 0)} steps, final loss {ldm_l.get('loss', float('nan')):.4f}")
     cal = (model.config.reconstruct or {}).get("coupling_calibration")
     if cal:

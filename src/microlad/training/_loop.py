@@ -36,7 +36,7 @@ from microlad.training._distributed import DistContext
 from microlad.training._options import DEFAULT_CHECKPOINT_EVERY, TrainOptions, lr_at
 from microlad.training._settings import RunSettings
 from microlad.training._state import TrainState, derive_seed
-from microlad.training._stats import encoder_moments, heldout_reconstruction, patch_statistics
+from microlad.training._stats import another_vae_round, encoder_moments, heldout_reconstruction, patch_statistics, worst_perimeter_error
 
 __all__ = ["train"]
 
@@ -195,6 +195,7 @@ class _Stage:
     optimizer: torch.optim.Optimizer
     step: Callable[[int], dict[str, float]]  # one optimisation step at 0-based index → loss parts
     checkpoint_at_end: bool  # stage 2 ends in _finish, which writes the final checkpoint
+    cycle: int | None = None  # learning-rate cycle length (VAE rounds restart it); None: total
 
 
 class _Trainer:
@@ -251,6 +252,8 @@ class _Trainer:
             return load_model(self.out_dir, device=self.dev)
         if self.state.stage == "vae":
             self._run_stage("vae", self._vae_stage)
+            while self._another_vae_round():
+                self._run_stage("vae", self._vae_stage)
             self._stage_stats()
         self._run_stage("ldm", self._ldm_stage)
         return self._finish()
@@ -297,8 +300,9 @@ class _Trainer:
         total = stage.total
         meter, t_last = _Meter(), time.perf_counter()
         with tqdm(total=total, initial=st.steps[name], desc=stage.label, disable=not self.show, dynamic_ncols=True, leave=False) as bar:
+            cycle = stage.cycle or total
             for step in range(st.steps[name], total):
-                lr = lr_at(step, total, stage.peak_lr, opts)
+                lr = lr_at(step % cycle, cycle, stage.peak_lr, opts)
                 for g in stage.optimizer.param_groups:
                     g["lr"] = lr
                 meter.add(**stage.step(step))
@@ -333,7 +337,39 @@ class _Trainer:
             self._step_optimizer(vae, opt)
             return {"loss": parts.total.item(), "ce": parts.recon.item(), "kl": parts.kl.item()}
 
-        return _Stage("VAE", self.settings.vae_steps, opts.vae_lr, opt, step, checkpoint_at_end=True)
+        label = f"VAE round {len(st.vae_rounds) + 1}" if st.vae_rounds else "VAE"
+        return _Stage(label, st.vae_total, opts.vae_lr, opt, step, checkpoint_at_end=True, cycle=self.settings.vae_steps)
+
+    @torch.no_grad()
+    def _another_vae_round(self) -> bool:
+        """Check the VAE round just finished on the held-out patches (slice perimeter of the
+        round trip, :func:`another_vae_round`) and, if it needs one, add a round of
+        ``vae_steps`` steps. A resumed run whose last round was already checked keeps the
+        decision it recorded (the extended total is in the checkpoint)."""
+        st, s = self.state, self.settings
+        opts = s.options
+        if opts.vae_rounds <= 1 or s.vae_steps == 0:
+            return False
+        if st.vae_rounds and st.vae_rounds[-1]["steps"] == st.steps["vae"]:
+            return False  # checked before an interruption: a recorded "extend" raised vae_total already
+        st.vae.eval()
+        held = PatchSampler(self.labels, patch=s.patch, augment=False)
+        rep = heldout_reconstruction(st.vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
+        record = {"steps": st.steps["vae"], "pixel_accuracy": rep["pixel_accuracy"],
+                  "perimeter_error": rep["perimeter_error"], "worst": worst_perimeter_error(rep)}
+        extend = self.ctx.any(another_vae_round([*st.vae_rounds, record], opts.vae_rounds, opts.vae_perimeter_tol))
+        record["extend"] = extend
+        st.vae_rounds.append(record)
+        errs = ", ".join("n/a" if e is None else f"{100 * e:+.1f}" for e in rep["perimeter_error"])
+        if self.ctx.is_main:
+            log.info("VAE round %d (%d steps): round-trip slice perimeter per phase [%s] %% of the held-out patches', "
+                     "pixel accuracy %.4f; %s", len(st.vae_rounds), st.steps["vae"], errs, rep["pixel_accuracy"],
+                     f"another round of {s.vae_steps} steps (tolerance ±{100 * opts.vae_perimeter_tol:g} %)" if extend
+                     else "done")
+        if extend:
+            st.vae_total += s.vae_steps
+        self._checkpoint()
+        return extend
 
     # -- between the stages: latent statistics, training statistics, VAE report ---------------
     @torch.no_grad()
@@ -443,6 +479,7 @@ class _Trainer:
         st, s = self.state, self.settings
         return TrainingReport(
             vae_reconstruction=st.vae_score,
+            vae_rounds=tuple(st.vae_rounds) or None,
             final_losses=st.losses,
             time_s={**{k: round(v, 3) for k, v in st.times.items()}, "total": round(sum(st.times.values()), 3)},
             steps=dict(st.steps),

@@ -68,6 +68,17 @@ class TrainOptions:
         augmentation; with one input image it overlaps the training data).
     log_every
         Steps between loss lines on the ``microlad.training`` logger.
+    vae_rounds
+        The most rounds of VAE training. A round is ``vae_steps`` steps with its own warm-up
+        and cosine cycle. After each round the VAE round trip (encode → decode → argmax) of
+        the ``heldout_patches`` is measured. Another round follows only while some phase's
+        slice perimeter density in the round trip differs from the patches' by more than
+        ``vae_perimeter_tol``, and only if the last round reduced that worst error. Images
+        whose finest features are near the latent cell (4 pixels) need the extra rounds;
+        most images stop after the first. ``1`` trains exactly ``vae_steps`` steps.
+    vae_perimeter_tol
+        Largest relative perimeter loss of the VAE round trip, per phase, accepted without
+        another round (0.03: issue #11's fidelity tolerance for slice perimeter).
     calibrate_coupling
         After training, choose the L-MPDD slice-coupling window for this model from its
         training S2 (:mod:`microlad.reconstruct.calibration`; 20 small reconstructions,
@@ -90,6 +101,8 @@ class TrainOptions:
     heldout_patches: int = 128
     heldout_seed: int = 20250101
     log_every: int = 50
+    vae_rounds: int = 4
+    vae_perimeter_tol: float = 0.03
     calibrate_coupling: bool = True
 
     def __post_init__(self) -> None:
@@ -105,7 +118,9 @@ class TrainOptions:
         for name in ("warmup_steps", "latent_bank", "grad_clip"):
             if getattr(self, name) < 0:
                 raise InputError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("stats_patches", "heldout_patches", "log_every"):
+        if not self.vae_perimeter_tol >= 0:
+            raise InputError(f"vae_perimeter_tol must be >= 0, got {self.vae_perimeter_tol!r}")
+        for name in ("stats_patches", "heldout_patches", "log_every", "vae_rounds"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.ldm_batch is not None and self.ldm_batch < 1:

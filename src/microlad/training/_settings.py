@@ -94,7 +94,10 @@ class RunSettings:
                                  UNetConfig.from_dict, lambda: UNetConfig(in_channels=c))
         if unet_cfg.in_channels != c:
             raise InputError(f"unet_config.in_channels={unet_cfg.in_channels} but the VAE has {c} latent channels")
-        options = _merge_object("options", requested.get("options"), saved.get("options"), TrainOptions.from_dict, TrainOptions)
+        saved_options = saved.get("options")
+        if saved_options is not None and "vae_rounds" not in saved_options:
+            saved_options = {**saved_options, "vae_rounds": 1}  # runs from before VAE rounds had one
+        options = _merge_object("options", requested.get("options"), saved_options, TrainOptions.from_dict, TrainOptions)
         schedule = requested.get("schedule")
         if schedule is not None and not isinstance(schedule, DDPMSchedule):
             raise InputError(f"schedule must be a microlad.diffusion.DDPMSchedule, got {type(schedule).__name__}")

@@ -65,6 +65,8 @@ class TrainState:
         self.opt_unet = torch.optim.Adam(self.unet.parameters(), lr=settings.options.ldm_lr)
         self.stage = "vae"
         self.steps = {"vae": 0, "ldm": 0}
+        self.vae_total = settings.vae_steps  # grows by vae_steps per extra VAE round
+        self.vae_rounds: list[dict[str, Any]] = []  # the held-out check after each VAE round
         self.losses: dict[str, dict[str, float]] = {}
         self.times: dict[str, float] = {"vae": 0.0, "stats": 0.0, "ldm": 0.0}
         self.data_stats: TrainingStats | None = None
@@ -118,6 +120,8 @@ class TrainState:
             "stage": self.stage,
             "vae_step": self.steps["vae"],
             "ldm_step": self.steps["ldm"],
+            "vae_total": self.vae_total,
+            "vae_rounds": self.vae_rounds,
             "world_size": self.ctx.world,
             "optimizers": optimizers,
             "numpy_rng": np_states,
@@ -136,6 +140,9 @@ class TrainState:
             raise ValueError(f"unknown stage {stage!r}")
         self.stage = stage
         self.steps = {"vae": int(document["vae_step"]), "ldm": int(document["ldm_step"])}
+        # checkpoints from before VAE rounds: one round of vae_steps
+        self.vae_total = int(document.get("vae_total", self.settings.vae_steps))
+        self.vae_rounds = [dict(r) for r in document.get("vae_rounds") or ()]
         for name in MODULES[stage]:
             prefix = name + "/"
             getattr(self, name).load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -1,15 +1,16 @@
 """Statistics of training patches, of the VAE's latents and of its reconstructions."""
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from microlad.data import PatchSampler, onehot
-from microlad.descriptors import s2_error, s2_radial, specific_surface_area
+from microlad.descriptors import s2_error, s2_radial, slice_perimeter_density, specific_surface_area
 
-__all__ = ["encoder_moments", "heldout_reconstruction", "patch_statistics", "reconstruction_report", "S2_PERIODIC"]
+__all__ = ["another_vae_round", "encoder_moments", "heldout_reconstruction", "patch_statistics", "reconstruction_report",
+           "S2_PERIODIC"]
 
 #: Patches are crops, not periodic cells: S2 is the overlap-normalised (non-periodic) one.
 S2_PERIODIC = False
@@ -70,11 +71,15 @@ def reconstruction_report(true: np.ndarray, recon: np.ndarray, n_phases: int, *,
     are reconstructed as that phase), ``pixel_accuracy`` (all pixels), ``vf_error`` per
     phase (mean over patches of |VF_rec - VF_true|), ``s2_error`` per phase (paper §7:
     |A_rec - A_true| / A_true with A = sum_r S2(r) of the patch-averaged non-periodic
-    radial S2 up to ``cutoff``; ``None`` for a phase absent from ``true``).
+    radial S2 up to ``cutoff``; ``None`` for a phase absent from ``true``) and
+    ``perimeter_error`` per phase (signed: L_A_rec / L_A_true − 1, the slice perimeter
+    density of :func:`microlad.descriptors.slice_perimeter_density` over all patches;
+    ``None`` for a phase with no boundary in ``true``): what the round trip loses at the
+    finest scale, which pixel accuracy hides.
     """
     n, h, w = true.shape
     cutoff = min(h, w) // 2 if cutoff is None else int(cutoff)
-    acc, vf_err, s2_err = [], [], []
+    acc, vf_err, s2_err, per_err = [], [], [], []
     for p in range(n_phases):
         t, r = true == p, recon == p
         count = int(t.sum())
@@ -83,12 +88,15 @@ def reconstruction_report(true: np.ndarray, recon: np.ndarray, n_phases: int, *,
         ref = s2_radial(true, phase=p, cutoff=cutoff, periodic=S2_PERIODIC)
         gen = s2_radial(recon, phase=p, cutoff=cutoff, periodic=S2_PERIODIC)
         s2_err.append(float(s2_error(gen, ref)) if ref.sum() > 0 else None)
+        la_true = slice_perimeter_density(true, phase=p, axis=0)
+        per_err.append(float(slice_perimeter_density(recon, phase=p, axis=0) / la_true - 1.0) if la_true > 0 else None)
     return {
         "n_patches": int(n),
         "accuracy": acc,
         "pixel_accuracy": float((true == recon).mean()),
         "vf_error": vf_err,
         "s2_error": s2_err,
+        "perimeter_error": per_err,
     }
 
 
@@ -128,3 +136,27 @@ def heldout_reconstruction(vae, sampler: PatchSampler, n: int, seed: int, device
     rep = reconstruction_report(np.concatenate(true), np.concatenate(recon), sampler.n_phases)
     rep["heldout_seed"] = seed
     return rep
+
+
+def worst_perimeter_error(report: Mapping[str, Any]) -> float | None:
+    """The largest |perimeter error| over the phases of a :func:`reconstruction_report`."""
+    errs = [abs(e) for e in report.get("perimeter_error") or () if e is not None]
+    return max(errs) if errs else None
+
+
+def another_vae_round(rounds: Sequence[Mapping[str, Any]], max_rounds: int, tol: float) -> bool:
+    """Whether the VAE should train another round, from the held-out checks so far.
+
+    ``rounds``: one record per finished round, oldest first, each with ``worst`` (the
+    largest |relative slice-perimeter error| of the round trip over the phases, or None).
+    Another round when fewer than ``max_rounds`` were trained, the last round's worst error
+    exceeds ``tol``, and it is smaller than the round before's (no gain: stop).
+    """
+    if not rounds or len(rounds) >= max_rounds:
+        return False
+    worst = rounds[-1].get("worst")
+    if worst is None or worst <= tol:
+        return False
+    if len(rounds) >= 2 and rounds[-2].get("worst") is not None and worst >= rounds[-2]["worst"]:
+        return False
+    return True
