@@ -154,6 +154,14 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc_prior_steps",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name sofc_prior_steps", 8,
           note="the bundled SOFC prior's roughness against its DDIM step count (25 = the default)"),
+    Entry("fine_scale_sofc_ldm5000",
+          f"python bench/bench_fine_scale.py /work/runs/sofc-ldm5000 {SOFC} -n 6 --variants prior_2d,prior_2d_ddim50,default "
+          "--name sofc_ldm5000", 6, needs=("/work/runs/sofc-ldm5000",),
+          note="model: `microlad train SOFC --out /work/runs/sofc-ldm5000 --ldm-steps 5000 --threads 2` (twice the default "
+               "LDM steps; compare fine_scale_sofc_prior_steps and fine_scale_sofc_ldm2500_default, same seeds)"),
+    Entry("fine_scale_sofc_ldm2500_default",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants default --name sofc_ldm2500_default", 2,
+          note="the bundled SOFC model's 3D default on fine_scale_sofc_ldm5000's seeds"),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
