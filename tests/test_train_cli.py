@@ -73,6 +73,10 @@ def test_cli_vae_rounds_flag_trains_another_round_while_the_round_trip_is_lossy(
     # a 10-step VAE loses far more than 3 % of the slice perimeter: the second round runs
     assert first["worst"] > 0.03 and first["extend"] and len(rep.vae_rounds) == 2
     assert rep.steps["vae"] == 20 and "VAE: 20 steps" in stdout and "VAE rounds: 2" in stdout
+    code, listing, _ = _run(["models", out], capsys)  # the model card shows the final check
+    last = rep.vae_rounds[-1]["perimeter_error"]
+    assert code in (0, None) and "after 2 VAE round(s)" in listing
+    assert "round-trip slice perimeter per phase " + ", ".join(f"{100 * e:+.1f} %" for e in last) in listing
     code, _, err = _run(_train_args(files, files / "r0", "--vae-rounds", "0"), capsys)
     assert code == 2 and "--vae-rounds" in err and err.count("\n") == 1
 

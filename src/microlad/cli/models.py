@@ -49,7 +49,11 @@ def describe_model(directory: Path, *, name: str) -> str:
         lines.append(f"  {p:5d} {m.grey_values[p]:6g}  {_fmt(vf[p], 13, 4)}  {_fmt(ssa[p], 10, 5)}")
     score = report.vae_reconstruction if report is not None else None
     if score is not None and score.pixel_accuracy is not None:
-        lines.append(f"  VAE held-out pixel accuracy {score.pixel_accuracy:.4f}")
+        per = score.perimeter_error
+        loss = ("; round-trip slice perimeter per phase " + ", ".join("n/a" if e is None else f"{100 * e:+.1f} %" for e in per)
+                if per else "")
+        rounds = f" after {len(report.vae_rounds)} VAE round(s)" if report.vae_rounds else ""
+        lines.append(f"  VAE held-out pixel accuracy {score.pixel_accuracy:.4f}{loss}{rounds}")
     if (m.config.reconstruct or {}).get("coupling_stop") is not None:
         from microlad.reconstruct.calibration import describe_window
 
