@@ -10,7 +10,7 @@ from microlad.data import PatchSampler, onehot
 from microlad.descriptors import s2_error, s2_radial, slice_perimeter_density, specific_surface_area
 
 __all__ = ["another_vae_round", "encoder_moments", "heldout_reconstruction", "patch_statistics", "reconstruction_report",
-           "S2_PERIODIC"]
+           "worst_perimeter_error", "S2_PERIODIC"]
 
 #: Patches are crops, not periodic cells: S2 is the overlap-normalised (non-periodic) one.
 S2_PERIODIC = False
