@@ -131,14 +131,13 @@ def train(
     from microlad.data import as_label_images
     from microlad.io import read_image
     from microlad.reconstruct import training_fractions
+    from microlad.training import TrainOptions
     from microlad.training import train as run
 
     segs = [read_image(p, key=key) for p in images]
     labels = as_label_images(segs)  # phase-count check before anything else
     extra = _read_config(config, labels.n_phases) if config is not None else {}
     if vae_rounds is not None:
-        from microlad.training import TrainOptions
-
         extra["options"] = dataclasses.replace(extra.get("options") or TrainOptions(), vae_rounds=vae_rounds)
     if resume and int(os.environ.get("RANK", "0")) == 0:
         typer.echo(_resume_note(out))
@@ -167,9 +166,10 @@ def train(
         f"S2 error {_fmt(vr.s2_error)}"
     )
     if rep.vae_rounds:
+        saved_opts = (model.config.training or {}).get("options", {})
         worst = ", ".join("n/a" if r.get("worst") is None else f"{100 * r['worst']:.1f} %" for r in rep.vae_rounds)
         typer.echo(f"VAE rounds: {len(rep.vae_rounds)} (largest perimeter loss of the held-out round trip after each: {worst}; "
-                   f"tolerance {100 * (model.config.training or {}).get('options', {}).get('vae_perimeter_tol', 0.03):g} %)")
+                   f"tolerance {100 * saved_opts.get('vae_perimeter_tol', TrainOptions().vae_perimeter_tol):g} %)")
     typer.echo(f"LDM: {steps.get('ldm', 0)} steps, final loss {ldm_l.get('loss', float('nan')):.4f}")
     cal = (model.config.reconstruct or {}).get("coupling_calibration")
     if cal:

@@ -351,7 +351,7 @@ class _Trainer:
         if opts.vae_rounds <= 1 or s.vae_steps == 0:
             return False
         if st.vae_rounds and st.vae_rounds[-1]["steps"] == st.steps["vae"]:
-            return False  # checked before an interruption: a recorded "extend" raised vae_total already
+            return False  # checked before an interruption: its recorded decision stands
         st.vae.eval()
         held = PatchSampler(self.labels, patch=s.patch, augment=False)
         rep = heldout_reconstruction(st.vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
@@ -366,8 +366,6 @@ class _Trainer:
                      "pixel accuracy %.4f; %s", len(st.vae_rounds), st.steps["vae"], errs, rep["pixel_accuracy"],
                      f"another round of {s.vae_steps} steps (tolerance ±{100 * opts.vae_perimeter_tol:g} %)" if extend
                      else "done")
-        if extend:
-            st.vae_total += s.vae_steps
         self._checkpoint()
         return extend
 

@@ -65,13 +65,18 @@ class TrainState:
         self.opt_unet = torch.optim.Adam(self.unet.parameters(), lr=settings.options.ldm_lr)
         self.stage = "vae"
         self.steps = {"vae": 0, "ldm": 0}
-        self.vae_total = settings.vae_steps  # grows by vae_steps per extra VAE round
         self.vae_rounds: list[dict[str, Any]] = []  # the held-out check after each VAE round
         self.losses: dict[str, dict[str, float]] = {}
         self.times: dict[str, float] = {"vae": 0.0, "stats": 0.0, "ldm": 0.0}
         self.data_stats: TrainingStats | None = None
         self.vae_score: ReconstructionScore | None = None
         self.seed_generators(extra=0)
+
+    @property
+    def vae_total(self) -> int:
+        """VAE steps planned so far: one round of ``vae_steps`` plus one per check that asked
+        for another (checkpoints from before VAE rounds have no checks: one round)."""
+        return self.settings.vae_steps * (1 + sum(bool(r.get("extend")) for r in self.vae_rounds))
 
     def seed_generators(self, extra: int) -> None:
         """(Re-)seed the data, noise, numpy and global streams of this rank."""
@@ -120,7 +125,7 @@ class TrainState:
             "stage": self.stage,
             "vae_step": self.steps["vae"],
             "ldm_step": self.steps["ldm"],
-            "vae_total": self.vae_total,
+            "vae_total": self.vae_total,  # for readers of the JSON; restore derives it from vae_rounds
             "vae_rounds": self.vae_rounds,
             "world_size": self.ctx.world,
             "optimizers": optimizers,
@@ -140,8 +145,6 @@ class TrainState:
             raise ValueError(f"unknown stage {stage!r}")
         self.stage = stage
         self.steps = {"vae": int(document["vae_step"]), "ldm": int(document["ldm_step"])}
-        # checkpoints from before VAE rounds: one round of vae_steps
-        self.vae_total = int(document.get("vae_total", self.settings.vae_steps))
         self.vae_rounds = [dict(r) for r in document.get("vae_rounds") or ()]
         for name in MODULES[stage]:
             prefix = name + "/"
