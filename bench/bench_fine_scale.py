@@ -28,7 +28,9 @@ default reconstruction does):
   (the coarse layout), plain L-MPDD below;
 - ``prior_2d``: 2D samples of the prior (64², DDIM 25, the steps L-MPDD uses) decoded — the
   floor a 3D method stands on; ``prior_2d_ddim50``: the same with ``sample_2d``'s default
-  50 steps. Each "volume" of a prior variant is 64 samples.
+  50 steps; ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M) instead of DDIM. Each "volume"
+  of a prior variant is 64 samples;
+- ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps).
 
 The reference is the image's non-overlapping 64² tiles (since 2026-12-06; 128 random
 64² patches before, whose offsets over-weight the image centre: on the 256² carbonate
@@ -58,7 +60,7 @@ from microlad.reconstruct.api import _target_fractions, smooth_probabilities
 from microlad.reconstruct.decode import decode_slices, match_fractions
 from microlad.reconstruct.smoothing import calibrate_sigma
 
-VARIANTS = ("prior_2d", "prior_2d_ddim50", "default", "common_width", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
+VARIANTS = ("prior_2d", "prior_2d_ddim50", "prior_2d_dpm", "default", "dpm", "common_width", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
 R_SMALL = 8
 PATCH = 64
 
@@ -103,10 +105,12 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     gen = torch.Generator().manual_seed(seed)
     if variant.startswith("prior_2d"):
         steps = int(variant.removeprefix("prior_2d_ddim")) if variant.startswith("prior_2d_ddim") else 25
-        return np.asarray(model.sample_2d(size, size=size, steps=steps, seed=seed))
+        sampler = "dpm2m" if variant == "prior_2d_dpm" else "ddim"
+        return np.asarray(model.sample_2d(size, size=size, steps=steps, seed=seed, sampler=sampler))
     stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
     z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
-                             slice_coupling=variant != "plain", coupling_stop=stop, generator=gen)
+                             slice_coupling=variant != "plain", coupling_stop=stop, generator=gen,
+                             sampler="dpm2m" if variant == "dpm" else "ddim")
     raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
     per_axis = []
     for axis in ((0,) if variant == "axis0_only" else range(3)):
@@ -121,7 +125,7 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant == "default" or variant.startswith("coupled_until_"):  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant in ("default", "dpm") or variant.startswith("coupled_until_"):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
     elif variant == "common_width":
         ref = [float(v) for v in model.training_stats.specific_surface_area]

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from microlad._version import __version__
 from microlad.defaults import RECONSTRUCT_COUPLING_STOP
 from microlad.device import resolve_device
-from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, make_sampler
+from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, DPMSolverMultistepSampler, make_sampler
 from microlad.errors import CheckpointError, InputError, OutputExistsError, ShapeError
 from microlad.io._write import json_default
 from microlad.metadata import ModelConfig, TrainingStats
@@ -244,8 +244,11 @@ class MicroladModel:
         f = self.downsample_factor
         return h // f, w // f
 
-    def make_sampler(self, steps: int | None = 50, *, sampler: str = "ddim", eta: float = 0.0) -> DDIMSampler | AncestralSampler:
-        """``"ddim"`` (``steps`` DDIM steps, ``eta``) or ``"ancestral"`` (``steps=None``: all T)."""
+    def make_sampler(
+        self, steps: int | None = 50, *, sampler: str = "ddim", eta: float = 0.0
+    ) -> DDIMSampler | AncestralSampler | DPMSolverMultistepSampler:
+        """``"ddim"`` (``steps`` DDIM steps, ``eta``), ``"dpm2m"`` (DPM-Solver++(2M)) or
+        ``"ancestral"`` (``steps=None``: all T); :func:`microlad.diffusion.make_sampler`."""
         return make_sampler(self.schedule, sampler, steps, eta=eta)
 
     def decode_latents(self, u: torch.Tensor) -> torch.Tensor:
@@ -324,7 +327,9 @@ class MicroladModel:
         seed
             Integer seed or a CPU ``torch.Generator``; the same seed gives the same images.
         sampler
-            ``"ddim"`` (deterministic for ``eta=0``) or ``"ancestral"``.
+            ``"ddim"`` (deterministic for ``eta=0``), ``"dpm2m"`` (DPM-Solver++(2M),
+            deterministic, second order: closer to the exact sample in few steps) or
+            ``"ancestral"``.
         return_probabilities
             Also return the per-phase probabilities.
 

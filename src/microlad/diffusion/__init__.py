@@ -12,6 +12,7 @@ from microlad.diffusion._samplers import (
     TIMESTEP_SPACINGS,
     AncestralSampler,
     DDIMSampler,
+    DPMSolverMultistepSampler,
     canonical_sampler,
     make_sampler,
     make_timesteps,
@@ -21,6 +22,7 @@ from microlad.diffusion._schedule import BETA_SCHEDULES, PREDICTION_TYPES, DDPMS
 __all__ = [
     "DDPMSchedule",
     "DDIMSampler",
+    "DPMSolverMultistepSampler",
     "AncestralSampler",
     "canonical_sampler",
     "make_sampler",

@@ -21,7 +21,7 @@ from microlad.diffusion._schedule import DDPMSchedule
 from microlad.errors import InputError, ShapeError
 
 __all__ = [
-    "DDIMSampler", "AncestralSampler", "canonical_sampler", "make_sampler", "make_timesteps",
+    "DDIMSampler", "AncestralSampler", "DPMSolverMultistepSampler", "canonical_sampler", "make_sampler", "make_timesteps",
     "SAMPLER_ALIASES", "SAMPLER_NAMES", "TIMESTEP_SPACINGS",
 ]
 
@@ -164,10 +164,61 @@ class AncestralSampler(_Sampler):
         return mean
 
 
-SAMPLER_NAMES = ("ddim", "ancestral")
-"""The sampler names: ``"ddim"`` (deterministic for η = 0) and ``"ancestral"`` (DDPM)."""
+class DPMSolverMultistepSampler(_Sampler):
+    """DPM-Solver++(2M) (Lu et al. 2022, arXiv 2211.01095, Algorithm 2): a deterministic
+    second-order multistep solver of the same probability-flow ODE that DDIM (η = 0) solves
+    to first order, so it gets closer to the ODE's solution in few steps.
 
-SAMPLER_ALIASES = {"ddpm": "ancestral"}
+    With α = √ᾱ, σ = √(1 − ᾱ), λ = log(α/σ) and h = λ_{τ_{i+1}} − λ_{τ_i}:
+
+    x_{τ_{i+1}} = (σ_{i+1}/σ_i)·x − α_{i+1}·(e^{−h} − 1)·D
+    D = x̂0_i                                            (first step and last step)
+    D = (1 + 1/(2r))·x̂0_i − 1/(2r)·x̂0_{i−1},  r = h_{i−1}/h   (the others)
+
+    With D = x̂0_i the update is exactly DDIM's. The last step lands on ᾱ = 1 (σ = 0, h = ∞)
+    and is taken to first order, which returns x̂0 (as diffusers' ``lower_order_final``).
+    The sampler keeps the previous step's x̂0: a sampling loop must call ``step`` with
+    i = 0, 1, 2, … in order, on one sample at a time (``step(…, 0, …)`` starts afresh).
+    """
+
+    def __init__(self, schedule: DDPMSchedule, num_steps: int = 25, *, spacing: str = "trailing") -> None:
+        super().__init__(schedule, num_steps, spacing)
+        self._prev: tuple[int, torch.Tensor, float] | None = None  # (i, x̂0, h) of the last step taken
+
+    @staticmethod
+    def _lambda(a: float) -> float:
+        return 0.5 * (math.log(a) - math.log1p(-a)) if a < 1.0 else math.inf
+
+    def step(
+        self, model_output: torch.Tensor, i: int, sample: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Sample at ``timesteps[i]`` → sample at ``timesteps[i+1]`` (clean sample after the last).
+        ``generator`` is accepted for the common interface and not used (no noise is drawn)."""
+        self._check_shapes(model_output, sample)
+        idx = self._check_index(i)
+        t, a_t, a_prev = self._abar(idx)
+        x0, _ = self.schedule.predict_x0_eps(sample, model_output, t)
+        prev = self._prev if idx > 0 else None
+        if idx > 0 and (prev is None or prev[0] != idx - 1 or prev[1].shape != x0.shape):
+            raise InputError(f"DPM-Solver++(2M) step {idx} must follow step {idx - 1} on the same sample")
+        self._prev = None
+        if a_prev >= 1.0:  # last step: first order, the clean estimate
+            return x0
+        h = self._lambda(a_prev) - self._lambda(a_t)
+        d = x0
+        if prev is not None:
+            r = prev[2] / h
+            d = (1.0 + 0.5 / r) * x0 - (0.5 / r) * prev[1]
+        self._prev = (idx, x0, h)
+        ratio = math.sqrt((1.0 - a_prev) / (1.0 - a_t))
+        return ratio * sample - math.sqrt(a_prev) * math.expm1(-h) * d
+
+
+SAMPLER_NAMES = ("ddim", "ancestral", "dpm2m")
+"""The sampler names: ``"ddim"`` (deterministic for η = 0), ``"ancestral"`` (DDPM) and
+``"dpm2m"`` (DPM-Solver++(2M), deterministic, second order)."""
+
+SAMPLER_ALIASES = {"ddpm": "ancestral", "dpm++2m": "dpm2m", "dpmpp2m": "dpm2m"}
 """Other spellings accepted at the API and CLI boundary, and the name each stands for."""
 
 
@@ -181,9 +232,15 @@ def canonical_sampler(name: str) -> str:
     return canonical
 
 
-def make_sampler(schedule: DDPMSchedule, name: str, steps: int | None = 50, *, eta: float = 0.0) -> DDIMSampler | AncestralSampler:
+def make_sampler(
+    schedule: DDPMSchedule, name: str, steps: int | None = 50, *, eta: float = 0.0
+) -> DDIMSampler | AncestralSampler | DPMSolverMultistepSampler:
     """The sampler called ``name`` (see :func:`canonical_sampler`) with ``steps`` steps
-    (``None``: 50 for DDIM, all T for ancestral)."""
-    if canonical_sampler(name) == "ddim":
+    (``None``: 50 for DDIM, 25 for DPM-Solver++(2M), all T for ancestral). ``eta`` applies
+    to DDIM only."""
+    name = canonical_sampler(name)
+    if name == "ddim":
         return DDIMSampler(schedule, 50 if steps is None else steps, eta)
+    if name == "dpm2m":
+        return DPMSolverMultistepSampler(schedule, 25 if steps is None else steps)
     return AncestralSampler(schedule, steps)

@@ -72,8 +72,9 @@ def reconstruct(
     """Generate ``n`` volumes of ``shape`` (D, H, W) with L-MPDD + three-axis refinement.
 
     Volume i uses seed ``seed + i``. ``steps``: sampler steps (default
-    :data:`~microlad.defaults.RECONSTRUCT_STEPS`). ``sampler``: ``"ddim"`` or ``"ancestral"``
-    (``"ddpm"`` is accepted for the latter; :func:`microlad.diffusion.canonical_sampler`).
+    :data:`~microlad.defaults.RECONSTRUCT_STEPS`). ``sampler``: ``"ddim"``, ``"dpm2m"``
+    (DPM-Solver++(2M)) or ``"ancestral"`` (``"ddpm"`` is accepted for the latter;
+    :func:`microlad.diffusion.canonical_sampler`).
     ``refine``: the number K of three-axis refinement passes (default
     :data:`~microlad.defaults.RECONSTRUCT_REFINE`). Sides must be multiples of the VAE
     factor; any size and aspect ratio works (the networks are fully convolutional, slices

@@ -67,7 +67,9 @@ def sample_latent_volume(
     latent_shape : (C, d, h, w) = (latent channels, D/f, H/f, W/f).
     steps : sampler steps (each step slices along one axis, cycling z, y, x).
     sampler : a name of :data:`microlad.diffusion.SAMPLER_NAMES`: "ddim"
-        (deterministic, default) or "ancestral" (also accepted as "ddpm").
+        (deterministic, default), "dpm2m" (DPM-Solver++(2M), deterministic, second order;
+        its multistep update combines clean estimates of consecutive steps, which slice
+        along different axes) or "ancestral" (also accepted as "ddpm").
     average_axes : at every step average the model outputs of all three slicing
         orientations (3× the U-Net cost) instead of cycling one axis per step.
     slice_coupling : smooth each step's clean estimate along the slicing axis until its
