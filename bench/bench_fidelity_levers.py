@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--no-tau", action="store_true")
     ap.add_argument("--sampler", default="ddim", help="L-MPDD sampler (ddim | ancestral)")
     ap.add_argument("--steps", type=int, default=None, help="L-MPDD steps (default: reconstruct's)")
+    ap.add_argument("--average-axes", action="store_true", help="L-MPDD averages the three orientations at every step (3x cost)")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -158,7 +159,7 @@ def main() -> None:
         s = args.size
         z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, s // f, s // f, s // f),
                                  coupling_stop=model.coupling_stop, generator=gen, options=opts, sampler=args.sampler,
-                                 steps=args.steps or RECONSTRUCT_STEPS)
+                                 steps=args.steps or RECONSTRUCT_STEPS, average_axes=args.average_axes)
         raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
         per_axis = decode_axes(vae, raw, opts)  # decoding is shared; the variants differ in fusion and finish
         for v in variants:
@@ -202,7 +203,8 @@ def markdown(args, data, start) -> str:
          provenance(start=start, end=meta["machine"], paper=f"{NO_PAPER} (the paper reports only the summed S2 error; "
                     "it names surface area and connectivity as what 2D data may miss)"), "",
          f"Model `{args.model}`; {args.n} × {args.size}³ volumes (seeds {meta['seeds']}), every variant finishing the same "
-         f"L-MPDD latent (sampler {args.sampler}, {args.steps or 'default'} steps). Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
+         f"L-MPDD latent (sampler {args.sampler}, {args.steps or 'default'} steps"
+         f"{', the three orientations averaged at every step' if args.average_axes else ''}). Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
          "pooled) relative to the training images' (stored in the model), per phase. SA: 3D surface area of phase "
          f"{ph} (marching cubes, 1/voxel); the stereological value from the training images is 4/π·L_A = "
          f"{meta['stereological_ssa'][ph]:.4f}. Spanning: fraction of phase {ph} in clusters touching both faces, mean over "

@@ -28,8 +28,8 @@ default reconstruction does):
   (the coarse layout), plain L-MPDD below;
 - ``prior_2d``: 2D samples of the prior (64², DDIM 25, the steps L-MPDD uses) decoded — the
   floor a 3D method stands on; ``prior_2d_ddim50``: the same with ``sample_2d``'s default
-  50 steps; ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M) instead of DDIM. Each "volume"
-  of a prior variant is 64 samples;
+  50 steps (``prior_2d_ddimN``: N steps); ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M)
+  instead of DDIM (``prior_2d_dpmN``: N steps). Each "volume" of a prior variant is 64 samples;
 - ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps).
 
 The reference is the image's non-overlapping 64² tiles (since 2026-12-06; 128 random
@@ -104,8 +104,9 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     opts = SliceOptions()
     gen = torch.Generator().manual_seed(seed)
     if variant.startswith("prior_2d"):
-        steps = int(variant.removeprefix("prior_2d_ddim")) if variant.startswith("prior_2d_ddim") else 25
-        sampler = "dpm2m" if variant == "prior_2d_dpm" else "ddim"
+        sampler = "dpm2m" if variant.startswith("prior_2d_dpm") else "ddim"
+        digits = variant.removeprefix("prior_2d_ddim" if sampler == "ddim" else "prior_2d_dpm")
+        steps = int(digits) if digits.isdigit() else 25
         return np.asarray(model.sample_2d(size, size=size, steps=steps, seed=seed, sampler=sampler))
     stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
     z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
