@@ -45,6 +45,9 @@ OLD_CARBONATE_NOTE = ("/work/runs/carbonate is a carbonate model of an earlier s
 PIXEL_DIR = "/work/runs/pixel_baseline"
 PIXEL_NOTE = (f"{PIXEL_DIR} is the pixel-space baseline, not in the repository; make it first with "
               f"`python bench/pixel_baseline.py {SOFC} {PIXEL_DIR}` (a 1213 CPU-s training budget: 42 min wall at load ~3.5)")
+LAT8 = ("model: `microlad train IMAGE --out /work/runs/NAME-lat8 --config lat8.json --threads 1` with lat8.json = "
+        "`{\"vae_config\": {\"latent_channels\": 8}}`, default settings otherwise (2026-12-07, four trainings sharing the "
+        "2 cores, 38–44 min each); not in the repository")
 RANDOM_REF = ("measured against random 64² patches of the image (before 2026-12-06), with the model's training "
               "statistics from random patches; the script now uses the image's tiles and the bundled models store "
               "tile statistics, so a re-run measures against the image's own statistics (on carbonate 9 % lower "
@@ -172,6 +175,22 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,prior_2d_dpm50 "
           "--name carbonate_dpm", 3,
           note="the bundled carbonate prior at 25 and 50 steps of DDIM and of DPM-Solver++(2M)"),
+    Entry("fine_scale_sofc_lat8",
+          f"python bench/bench_fine_scale.py /work/runs/sofc-lat8 {SOFC} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
+          "prior_2d_dpm50,default --name sofc_lat8", 6, needs=("/work/runs/sofc-lat8",),
+          note=LAT8),
+    Entry("fine_scale_carbonate_lat8",
+          f"python bench/bench_fine_scale.py /work/runs/carbonate-lat8 {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
+          "prior_2d_dpm50,default --name carbonate_lat8", 6, needs=("/work/runs/carbonate-lat8",),
+          note=LAT8),
+    Entry("fine_scale_composite_lat8",
+          f"python bench/bench_fine_scale.py /work/runs/composite-lat8 {COMPOSITE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
+          "prior_2d_dpm50,default --name composite_lat8", 6, needs=("/work/runs/composite-lat8",),
+          note=LAT8),
+    Entry("fine_scale_nmc_lat8",
+          f"python bench/bench_fine_scale.py /work/runs/nmc-lat8 {NMC} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
+          "prior_2d_dpm50,default --name nmc_lat8", 6, needs=("/work/runs/nmc-lat8",),
+          note=LAT8),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
