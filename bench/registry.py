@@ -273,6 +273,14 @@ ENTRIES: tuple[Entry, ...] = (
           "--variants smooth --name berea_window025", 15, needs=("/work/runs/cal/berea-default", BEREA),
           note="a copy of bench/models/berea-default with the calibrated window 0.25 (`python scripts/calibrate_model.py`); "
                "compare the first 4 seeds of levers_berea (window 0)"),
+    Entry("levers_berea_default4",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 4 --size 128 "
+          "--variants smooth --name berea_default4", 5, needs=(BEREA,),
+          note="the committed Berea model's default reconstruction on levers_berea_avgaxes's seeds"),
+    Entry("levers_berea_avgaxes",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 4 --size 128 "
+          "--variants smooth --average-axes --name berea_avgaxes", 6, needs=(BEREA,),
+          note="L-MPDD averaging the three orientations' predictions at every step: does a 3D-symmetric coarse layout connect the pores?"),
     Entry("levers_leopard",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
           "--variants default,smooth --name leopard", 3, needs=("/work/runs/leopard-new",),
