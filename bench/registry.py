@@ -175,22 +175,10 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,prior_2d_dpm50 "
           "--name carbonate_dpm", 3,
           note="the bundled carbonate prior at 25 and 50 steps of DDIM and of DPM-Solver++(2M)"),
-    Entry("fine_scale_sofc_lat8",
-          f"python bench/bench_fine_scale.py /work/runs/sofc-lat8 {SOFC} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
-          "prior_2d_dpm50,default --name sofc_lat8", 6, needs=("/work/runs/sofc-lat8",),
-          note=LAT8),
-    Entry("fine_scale_carbonate_lat8",
-          f"python bench/bench_fine_scale.py /work/runs/carbonate-lat8 {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
-          "prior_2d_dpm50,default --name carbonate_lat8", 6, needs=("/work/runs/carbonate-lat8",),
-          note=LAT8),
-    Entry("fine_scale_composite_lat8",
-          f"python bench/bench_fine_scale.py /work/runs/composite-lat8 {COMPOSITE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
-          "prior_2d_dpm50,default --name composite_lat8", 6, needs=("/work/runs/composite-lat8",),
-          note=LAT8),
-    Entry("fine_scale_nmc_lat8",
-          f"python bench/bench_fine_scale.py /work/runs/nmc-lat8 {NMC} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
-          "prior_2d_dpm50,default --name nmc_lat8", 6, needs=("/work/runs/nmc-lat8",),
-          note=LAT8),
+    *(Entry(f"fine_scale_{name}_lat8",
+            f"python bench/bench_fine_scale.py /work/runs/{name}-lat8 {image} -n 6 --variants prior_2d,prior_2d_ddim50,"
+            f"prior_2d_dpm,prior_2d_dpm50,default --name {name}_lat8", 6, needs=(f"/work/runs/{name}-lat8",), note=LAT8)
+      for name, image in (("sofc", SOFC), ("carbonate", CARBONATE), ("composite", COMPOSITE), ("nmc", NMC))),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
