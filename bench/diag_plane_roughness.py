@@ -8,7 +8,8 @@ average, refinement or smoothing) and prints the slice perimeter density's relat
 against the image's 64² tiles, per phase, for the slices at z mod 4 = 0, 1, 2, 3
 (1 and 2 lie next to a latent plane, 0 and 3 between two), mean ± SE over volumes.
 
-Usage: ``python bench/diag_plane_roughness.py MODEL IMAGE N``
+Usage: ``python bench/diag_plane_roughness.py MODEL IMAGE N [COUPLING_STOP]`` (default: the
+model's calibrated window; 1 = plain L-MPDD, 0 = every step coupled)
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ SIZE = 64
 
 def main() -> None:
     model_dir, image, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    stop = float(sys.argv[4]) if len(sys.argv) > 4 else None
     torch.set_num_threads(1)
     model = load_model(resolve_model(model_dir))
     vae, unet, p = model.vae, model.unet, model.n_phases
@@ -43,7 +45,7 @@ def main() -> None:
     for seed in range(1000, 1000 + n):
         with torch.inference_mode():
             z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, SIZE // f, SIZE // f, SIZE // f),
-                                     coupling_stop=model.coupling_stop, generator=torch.Generator().manual_seed(seed))
+                                     coupling_stop=model.coupling_stop if stop is None else stop, generator=torch.Generator().manual_seed(seed))
             raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
             probs = torch.zeros((p, SIZE, SIZE, SIZE))
             to_slices(probs, 0).add_(decode_slices(vae, to_slices(interpolate_along(raw, 0, f), 0), SliceOptions()))

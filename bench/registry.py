@@ -179,6 +179,13 @@ ENTRIES: tuple[Entry, ...] = (
             f"python bench/bench_fine_scale.py /work/runs/{name}-lat8 {image} -n 6 --variants prior_2d,prior_2d_ddim50,"
             f"prior_2d_dpm,prior_2d_dpm50,default --name {name}_lat8", 6, needs=(f"/work/runs/{name}-lat8",), note=LAT8)
       for name, image in (("sofc", SOFC), ("carbonate", CARBONATE), ("composite", COMPOSITE), ("nmc", NMC))),
+    *(Entry(f"fine_scale_sofc_{name}",
+            f"python bench/bench_fine_scale.py /work/runs/sofc-{name} {SOFC} -n 6 --variants prior_2d,default --name sofc_{name}", 3,
+            needs=(f"/work/runs/sofc-{name}",),
+            note=f"model: `microlad train SOFC --out /work/runs/sofc-{name} --config CFG --threads 1` with CFG = `{cfg}` "
+                 "(2026-12-07, two trainings sharing the 2 cores); not in the repository")
+      for name, cfg in (("beta01", '{"options": {"beta": 0.01}}'),
+                        ("lat8beta01", '{"vae_config": {"latent_channels": 8}, "options": {"beta": 0.01}}'))),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
