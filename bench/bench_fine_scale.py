@@ -30,7 +30,9 @@ default reconstruction does):
   floor a 3D method stands on; ``prior_2d_ddim50``: the same with ``sample_2d``'s default
   50 steps (``prior_2d_ddimN``: N steps); ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M)
   instead of DDIM (``prior_2d_dpmN``: N steps). Each "volume" of a prior variant is 64 samples;
-- ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps).
+- ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps);
+- ``harmonise_T``: the default with, after L-MPDD, the latent re-noised to timestep T and
+  replaced by the (coupled) clean estimate along x, then y, then z (one U-Net pass per axis).
 
 The reference is the image's non-overlapping 64² tiles (since 2026-12-06; 128 random
 64² patches before, whose offsets over-weight the image centre: on the 256² carbonate
@@ -97,6 +99,22 @@ def errors(m: dict, ref: dict) -> dict:
     return {"perimeter": m["perimeter"] / ref["perimeter"] - 1, "clusters": m["clusters"] / ref["clusters"] - 1, "s2_small_r": worst}
 
 
+def harmonise(model, z: torch.Tensor, t: int, gen: torch.Generator) -> torch.Tensor:
+    """Re-noise the latent volume to timestep ``t`` and take the clean estimate along x, y, z in turn."""
+    from microlad.reconstruct.coupling import coupled_output
+    from microlad.reconstruct.lmpdd import predict_slices
+
+    schedule = model.schedule
+    a = float(schedule.alphas_cumprod_f64[t])
+    for axis in (2, 1, 0):
+        xt = a ** 0.5 * z + (1 - a) ** 0.5 * torch.randn(z.shape, generator=gen)
+        out = predict_slices(model.unet, xt, t, axis)
+        if t >= model.coupling_stop * schedule.num_train_timesteps:
+            out = coupled_output(schedule, xt, out, t, axis)
+        z, _ = schedule.predict_x0_eps(xt, out, t)
+    return z
+
+
 @torch.inference_mode()
 def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.ndarray:
     vae, unet = model.vae, model.unet
@@ -112,6 +130,8 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
                              slice_coupling=variant != "plain", coupling_stop=stop, generator=gen,
                              sampler="dpm2m" if variant == "dpm" else "ddim")
+    if variant.startswith("harmonise_"):
+        z = harmonise(model, z, int(variant.removeprefix("harmonise_")), gen)
     raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
     per_axis = []
     for axis in ((0,) if variant == "axis0_only" else range(3)):
@@ -126,7 +146,7 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant in ("default", "dpm") or variant.startswith("coupled_until_"):  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant in ("default", "dpm") or variant.startswith(("coupled_until_", "harmonise_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
     elif variant == "common_width":
         ref = [float(v) for v in model.training_stats.specific_surface_area]

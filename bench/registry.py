@@ -186,6 +186,13 @@ ENTRIES: tuple[Entry, ...] = (
                  "(2026-12-07, two trainings sharing the 2 cores); not in the repository")
       for name, cfg in (("beta01", '{"options": {"beta": 0.01}}'),
                         ("lat8beta01", '{"vae_config": {"latent_channels": 8}, "options": {"beta": 0.01}}'))),
+    Entry("fine_scale_sofc_harmonise",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants default,harmonise_100,harmonise_300 --name sofc_harmonise", 4,
+          note="a harmonising pass after L-MPDD (re-noise to t, one clean estimate along x, y, z) on the bundled SOFC model"),
+    Entry("fine_scale_carbonate_harmonise",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants default,harmonise_100,harmonise_300 "
+          "--name carbonate_harmonise", 4,
+          note="a harmonising pass after L-MPDD on the bundled carbonate model"),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
