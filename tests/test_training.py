@@ -293,10 +293,15 @@ def test_heldout_report_perimeter_error_is_signed_relative_perimeter():
     assert rep["perimeter_error"][0] == pytest.approx(rep["perimeter_error"][1], abs=1e-9)  # one interface
 
 
-def test_vae_rounds_follow_the_heldout_perimeter(tmp_path, image):
+def test_vae_rounds_follow_the_heldout_perimeter(tmp_path, image, monkeypatch):
+    calls = []
+    measure = _loop.heldout_reconstruction
+    monkeypatch.setattr(_loop, "heldout_reconstruction", lambda *a, **k: calls.append(1) or measure(*a, **k))
     one = train(image, tmp_path / "one", **tiny(options=TrainOptions(**{**TINY_OPTS, "vae_rounds": 3, "vae_perimeter_tol": 10.0})))
     rep = one.training_stats.report
     assert rep.steps["vae"] == 20 and len(rep.vae_rounds) == 1 and not rep.vae_rounds[0]["extend"]
+    # the round check's held-out report is reused as the training report's: measured once
+    assert len(calls) == 1 and rep.vae_reconstruction.perimeter_error == tuple(rep.vae_rounds[0]["perimeter_error"])
     # a run that stops after one round has exactly the weights of a fixed-length run
     train(image, tmp_path / "fixed", **tiny())
     assert _same(_weights(tmp_path / "one"), _weights(tmp_path / "fixed"))

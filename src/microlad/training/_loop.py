@@ -9,6 +9,7 @@ step function.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import logging
 import os
@@ -207,6 +208,7 @@ class _Trainer:
         self.ckpt_tensors: dict[str, torch.Tensor] | None = None
         self.ckpt: dict[str, Any] | None = None
         self.skipped = 0
+        self._heldout: tuple[int, dict[str, Any]] | None = None  # (VAE step, held-out report) of the last round check
 
         # -- output directory and checkpoint --------------------------------------------------
         if out_dir.exists() and not out_dir.is_dir():
@@ -355,6 +357,7 @@ class _Trainer:
         st.vae.eval()
         held = PatchSampler(self.labels, patch=s.patch, augment=False)
         rep = heldout_reconstruction(st.vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
+        self._heldout = (st.steps["vae"], copy.deepcopy(rep))  # the final round's is the report's (_stage_stats)
         record = {"steps": st.steps["vae"], "pixel_accuracy": rep["pixel_accuracy"],
                   "perimeter_error": rep["perimeter_error"], "worst": worst_perimeter_error(rep)}
         extend = self.ctx.any(another_vae_round([*st.vae_rounds, record], opts.vae_rounds, opts.vae_perimeter_tol))
@@ -398,7 +401,7 @@ class _Trainer:
                 grey_values=list(self.labels.grey_values) if self.labels.grey_values else None,
                 latent_shift=shift.tolist(),
                 latent_scale=scale.tolist(),
-                vae_reconstruction=heldout_reconstruction(vae, held, opts.heldout_patches, opts.heldout_seed, self.dev),
+                vae_reconstruction=self._heldout_report(held),
             )
         stats = dict(self.ctx.gather_json(stats)[0])  # rank 0's statistics on every rank
         st.vae_score = score = ReconstructionScore.from_dict(stats.pop("vae_reconstruction"))
@@ -410,6 +413,14 @@ class _Trainer:
         st.stage = "ldm"
         st.times["stats"] = time.perf_counter() - t0
         self._checkpoint()
+
+    def _heldout_report(self, held: PatchSampler) -> dict[str, Any]:
+        """The final VAE's held-out round trip: the last round check's when it saw these weights
+        (same patches and seed; encode → decode does not use the latent statistics), else measured."""
+        opts = self.settings.options
+        if self._heldout is not None and self._heldout[0] == self.state.steps["vae"]:
+            return copy.deepcopy(self._heldout[1])
+        return heldout_reconstruction(self.state.vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
 
     # -- stage 2: latent DDPM -------------------------------------------------------------------
     @torch.no_grad()
