@@ -31,6 +31,8 @@ default reconstruction does):
   50 steps (``prior_2d_ddimN``: N steps); ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M)
   instead of DDIM (``prior_2d_dpmN``: N steps). Each "volume" of a prior variant is 64 samples;
 - ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps);
+- ``stop_T``: the default, but L-MPDD returns its clean estimate at the first step with
+  timestep <= T instead of running the remaining low-noise steps;
 - ``harmonise_T``: the default with, after L-MPDD, the latent re-noised to timestep T and
   replaced by the (coupled) clean estimate along x, then y, then z (one U-Net pass per axis).
 
@@ -99,6 +101,29 @@ def errors(m: dict, ref: dict) -> dict:
     return {"perimeter": m["perimeter"] / ref["perimeter"] - 1, "clusters": m["clusters"] / ref["clusters"] - 1, "s2_small_r": worst}
 
 
+def lmpdd_stopped(model, shape, stop_t: int, gen: torch.Generator) -> torch.Tensor:
+    """Default L-MPDD (DDIM, coupling window of the model) returning the clean estimate of the
+    first step whose timestep is <= ``stop_t`` (the remaining steps are not run)."""
+    from microlad.defaults import RECONSTRUCT_STEPS
+    from microlad.diffusion import make_sampler
+    from microlad.reconstruct._orient import axis_schedule
+    from microlad.reconstruct.coupling import coupled_output
+    from microlad.reconstruct.lmpdd import predict_slices
+
+    schedule = model.schedule
+    smp = make_sampler(schedule, "ddim", RECONSTRUCT_STEPS)
+    z = torch.randn(shape, generator=gen)
+    axes = axis_schedule(len(smp))
+    for i, t in enumerate(smp.timesteps.tolist()):
+        out = predict_slices(model.unet, z, t, axes[i])
+        if t >= model.coupling_stop * schedule.num_train_timesteps:
+            out = coupled_output(schedule, z, out, t, axes[i])
+        if t <= stop_t:
+            return schedule.predict_x0_eps(z, out, t)[0]
+        z = smp.step(out, i, z)
+    return z
+
+
 def harmonise(model, z: torch.Tensor, t: int, gen: torch.Generator) -> torch.Tensor:
     """Re-noise the latent volume to timestep ``t`` and take the clean estimate along x, y, z in turn."""
     from microlad.reconstruct.coupling import coupled_output
@@ -127,9 +152,12 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
         steps = int(digits) if digits.isdigit() else 25
         return np.asarray(model.sample_2d(size, size=size, steps=steps, seed=seed, sampler=sampler))
     stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
-    z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, size // f, size // f, size // f),
-                             slice_coupling=variant != "plain", coupling_stop=stop, generator=gen,
-                             sampler="dpm2m" if variant == "dpm" else "ddim")
+    shape = (vae.config.latent_channels, size // f, size // f, size // f)
+    if variant.startswith("stop_"):
+        z = lmpdd_stopped(model, shape, int(variant.removeprefix("stop_")), gen)
+    else:
+        z = sample_latent_volume(unet, model.schedule, shape, slice_coupling=variant != "plain", coupling_stop=stop,
+                                 generator=gen, sampler="dpm2m" if variant == "dpm" else "ddim")
     if variant.startswith("harmonise_"):
         z = harmonise(model, z, int(variant.removeprefix("harmonise_")), gen)
     raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
@@ -146,7 +174,7 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant in ("default", "dpm") or variant.startswith(("coupled_until_", "harmonise_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant in ("default", "dpm") or variant.startswith(("coupled_until_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
     elif variant == "common_width":
         ref = [float(v) for v in model.training_stats.specific_surface_area]

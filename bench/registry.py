@@ -193,6 +193,12 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants default,harmonise_100,harmonise_300 "
           "--name carbonate_harmonise", 4,
           note="a harmonising pass after L-MPDD on the bundled carbonate model"),
+    Entry("fine_scale_sofc_stop",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants default,stop_439,stop_199 --name sofc_stop", 4,
+          note="L-MPDD stopped at a mid-noise step (its clean estimate decoded), default finish, bundled SOFC model"),
+    Entry("fine_scale_carbonate_stop",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants default,stop_439,stop_199 --name carbonate_stop", 4,
+          note="L-MPDD stopped at a mid-noise step, default finish, bundled carbonate model"),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
