@@ -101,29 +101,6 @@ def errors(m: dict, ref: dict) -> dict:
     return {"perimeter": m["perimeter"] / ref["perimeter"] - 1, "clusters": m["clusters"] / ref["clusters"] - 1, "s2_small_r": worst}
 
 
-def lmpdd_stopped(model, shape, stop_t: int, gen: torch.Generator) -> torch.Tensor:
-    """Default L-MPDD (DDIM, coupling window of the model) returning the clean estimate of the
-    first step whose timestep is <= ``stop_t`` (the remaining steps are not run)."""
-    from microlad.defaults import RECONSTRUCT_STEPS
-    from microlad.diffusion import make_sampler
-    from microlad.reconstruct._orient import axis_schedule
-    from microlad.reconstruct.coupling import coupled_output
-    from microlad.reconstruct.lmpdd import predict_slices
-
-    schedule = model.schedule
-    smp = make_sampler(schedule, "ddim", RECONSTRUCT_STEPS)
-    z = torch.randn(shape, generator=gen)
-    axes = axis_schedule(len(smp))
-    for i, t in enumerate(smp.timesteps.tolist()):
-        out = predict_slices(model.unet, z, t, axes[i])
-        if t >= model.coupling_stop * schedule.num_train_timesteps:
-            out = coupled_output(schedule, z, out, t, axes[i])
-        if t <= stop_t:
-            return schedule.predict_x0_eps(z, out, t)[0]
-        z = smp.step(out, i, z)
-    return z
-
-
 def harmonise(model, z: torch.Tensor, t: int, gen: torch.Generator) -> torch.Tensor:
     """Re-noise the latent volume to timestep ``t`` and take the clean estimate along x, y, z in turn."""
     from microlad.reconstruct.coupling import coupled_output
@@ -153,11 +130,10 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
         return np.asarray(model.sample_2d(size, size=size, steps=steps, seed=seed, sampler=sampler))
     stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
     shape = (vae.config.latent_channels, size // f, size // f, size // f)
-    if variant.startswith("stop_"):
-        z = lmpdd_stopped(model, shape, int(variant.removeprefix("stop_")), gen)
-    else:
-        z = sample_latent_volume(unet, model.schedule, shape, slice_coupling=variant != "plain", coupling_stop=stop,
-                                 generator=gen, sampler="dpm2m" if variant == "dpm" else "ddim")
+    stop_t = int(variant.removeprefix("stop_")) if variant.startswith("stop_") else None
+    z = sample_latent_volume(unet, model.schedule, shape, slice_coupling=variant != "plain", coupling_stop=stop,
+                             generator=gen, sampler="dpm2m" if variant == "dpm" else "ddim",
+                             on_step=None if stop_t is None else (lambda i, t, axis, z_t, x0: t <= stop_t))
     if variant.startswith("harmonise_"):
         z = harmonise(model, z, int(variant.removeprefix("harmonise_")), gen)
     raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)

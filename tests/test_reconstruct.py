@@ -93,6 +93,41 @@ def test_lmpdd_with_an_oracle_denoiser_recovers_the_clean_volume(tiny_model):
     torch.testing.assert_close(z, x0, atol=1e-3, rtol=1e-3)
 
 
+def test_lmpdd_on_step_sees_every_step_and_can_stop_early(tiny_model):
+    """on_step gets (i, t, axis, z, x̂0) at every step, in order, with the z/y/x axis schedule;
+    a hook that never stops leaves the result bit-identical; stopping at the last step returns
+    that step's clean estimate, which is what DDIM's last step returns; with an exact oracle
+    the clean estimate of an early step is already the target volume."""
+    unet, sched, shape = tiny_model.unet.eval(), tiny_model.schedule, (4, 2, 4, 6)
+    run = lambda **kw: sample_latent_volume(unet, sched, shape, steps=5, progress=False,
+                                            generator=torch.Generator().manual_seed(3), **kw)
+    calls = []
+    with torch.inference_mode():
+        plain = run()
+        watched = run(on_step=lambda i, t, axis, z, x0: calls.append((i, t, axis, tuple(z.shape), tuple(x0.shape))))
+        stopped_last = run(on_step=lambda i, t, axis, z, x0: i == 4)
+    assert torch.equal(watched, plain)
+    assert [c[0] for c in calls] == list(range(5)) and [c[2] for c in calls] == list(axis_schedule(5))
+    assert [c[1] for c in calls] == sorted((c[1] for c in calls), reverse=True) and calls[0][1] == sched.num_train_timesteps - 1
+    assert all(c[3] == c[4] == shape for c in calls)
+    torch.testing.assert_close(stopped_last, plain, atol=1e-5, rtol=1e-5)
+
+    x0 = torch.randn(shape)
+    axes = iter(axis_schedule(100))
+
+    class Oracle(torch.nn.Module):
+        config = tiny_model.unet.config
+
+        def forward(self, x, t):
+            x0s = to_slices(x0, next(axes))
+            ab = sched.alphas_cumprod[int(t[0])].float()
+            return sched.training_target(x0s, (x - ab.sqrt() * x0s) / (1 - ab).sqrt(), t)
+
+    early = sample_latent_volume(Oracle(), sched, shape, steps=10, slice_coupling=False, progress=False,
+                                 generator=torch.Generator().manual_seed(1), on_step=lambda i, t, axis, z, x_0: i == 2)
+    torch.testing.assert_close(early, x0, atol=1e-3, rtol=1e-3)
+
+
 def test_decode_volume_matches_direct_slice_decoding(tiny_model):
     vae = tiny_model.vae
     lat = torch.randn(4, 2, 3, 4)

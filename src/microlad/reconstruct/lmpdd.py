@@ -9,6 +9,8 @@ matches correlation within them.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from tqdm.auto import tqdm
 
@@ -58,6 +60,7 @@ def sample_latent_volume(
     coupling_stop: float = 0.0,
     generator: torch.Generator | None = None,
     options: SliceOptions | None = None,
+    on_step: Callable[[int, int, int | None, torch.Tensor, torch.Tensor], bool | None] | None = None,
     **keywords,
 ) -> torch.Tensor:
     """Run L-MPDD and return the normalized latent volume (C, d, h, w).
@@ -78,6 +81,11 @@ def sample_latent_volume(
     coupling_stop : couple only the steps at timesteps t >= coupling_stop · T (T the
         training timesteps); 0 couples every step.
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
+    on_step : called at every step, before the sampler update, as ``on_step(i, t, axis,
+        z, x0)`` with the step index, its timestep, the slicing axis (None with
+        ``average_axes``), the latent volume at t and the step's (coupled) clean estimate
+        x̂0, both (C, d, h, w); if it returns True, sampling stops there and x̂0 is
+        returned (diagnostics: where along the trajectory a property forms).
     options : :class:`SliceOptions` (``periodic``, ``memory_budget``, ``progress``,
         ``device``); its fields may also be given as keywords.
     """
@@ -95,6 +103,11 @@ def sample_latent_volume(
                 out = coupled_output(schedule, z, out, t, a, periodic=opts.periodic)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else sum(outs) / 3.0
+        if on_step is not None:
+            x0 = schedule.predict_x0_eps(z, out, t)[0]
+            if on_step(i, t, None if average_axes else axes[i], z, x0):
+                bar.close()
+                return x0
         # the sampler update is element-wise, so it is applied in the canonical layout
         z = s.step(out, i, z, generator=generator)
         bar.set_postfix_str(f"axis {'zyx' if average_axes else AXIS_NAMES[axes[i]]}")
