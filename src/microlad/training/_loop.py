@@ -357,9 +357,9 @@ class _Trainer:
         st.vae.eval()
         held = PatchSampler(self.labels, patch=s.patch, augment=False)
         rep = heldout_reconstruction(st.vae, held, opts.heldout_patches, opts.heldout_seed, self.dev)
-        self._heldout = (st.steps["vae"], copy.deepcopy(rep))  # the final round's is the report's (_stage_stats)
+        self._heldout = (st.steps["vae"], rep)  # the final round's is the report's (_stage_stats)
         record = {"steps": st.steps["vae"], "pixel_accuracy": rep["pixel_accuracy"],
-                  "perimeter_error": rep["perimeter_error"], "worst": worst_perimeter_error(rep)}
+                  "perimeter_error": list(rep["perimeter_error"]), "worst": worst_perimeter_error(rep)}
         extend = self.ctx.any(another_vae_round([*st.vae_rounds, record], opts.vae_rounds, opts.vae_perimeter_tol))
         record["extend"] = extend
         st.vae_rounds.append(record)
