@@ -186,19 +186,14 @@ ENTRIES: tuple[Entry, ...] = (
                  "(2026-12-07, two trainings sharing the 2 cores); not in the repository")
       for name, cfg in (("beta01", '{"options": {"beta": 0.01}}'),
                         ("lat8beta01", '{"vae_config": {"latent_channels": 8}, "options": {"beta": 0.01}}'))),
-    Entry("fine_scale_sofc_harmonise",
-          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants default,harmonise_100,harmonise_300 --name sofc_harmonise", 4,
-          note="a harmonising pass after L-MPDD (re-noise to t, one clean estimate along x, y, z) on the bundled SOFC model"),
-    Entry("fine_scale_carbonate_harmonise",
-          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants default,harmonise_100,harmonise_300 "
-          "--name carbonate_harmonise", 4,
-          note="a harmonising pass after L-MPDD on the bundled carbonate model"),
-    Entry("fine_scale_sofc_stop",
-          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants default,stop_439,stop_199 --name sofc_stop", 4,
-          note="L-MPDD stopped at a mid-noise step (its clean estimate decoded), default finish, bundled SOFC model"),
-    Entry("fine_scale_carbonate_stop",
-          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants default,stop_439,stop_199 --name carbonate_stop", 4,
-          note="L-MPDD stopped at a mid-noise step, default finish, bundled carbonate model"),
+    *(Entry(f"fine_scale_{name}_{kind}",
+            f"python bench/bench_fine_scale.py {model} {image} -n 6 --variants default,{variants} --name {name}_{kind}", 4,
+            note=f"the bundled {model} model: {what}")
+      for name, model, image in (("sofc", "sofc-anode", SOFC), ("carbonate", "carbonate", CARBONATE))
+      for kind, variants, what in (
+          ("harmonise", "harmonise_100,harmonise_300",
+           "a harmonising pass after L-MPDD (re-noise to t, one clean estimate along x, y, z), default finish"),
+          ("stop", "stop_439,stop_199", "L-MPDD stopped at a mid-noise step (its clean estimate decoded), default finish"))),
     Entry("fine_scale_carbonate_prior_steps",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_ddim100 --name carbonate_prior_steps", 8,
           note="the bundled carbonate prior against its DDIM step count (does the SOFC trend carry over?)"),
@@ -224,24 +219,18 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_nmc_calibrated",
           f"python bench/bench_fine_scale.py /work/runs/cal/nmc-default {NMC} -n 6 --variants default "
           "--name nmc_calibrated", 2, needs=("/work/runs/cal/nmc-default",), note=CAL_NOTE),
-    Entry("fine_scale_nmc_vae800",
-          f"python bench/bench_fine_scale.py /work/runs/cal/nmc-default {NMC} -n 6 --variants prior_2d,default "
-          "--name nmc_vae800", 4, needs=("/work/runs/cal/nmc-default",),
-          note="the 800-step-VAE baseline of fine_scale_nmc_vae3200 (same seeds); " + CAL_NOTE),
-    Entry("fine_scale_nmc_vae3200",
-          f"python bench/bench_fine_scale.py /work/runs/nmc-vae3200-full {NMC} -n 6 --variants prior_2d,default "
-          "--name nmc_vae3200", 4, needs=("/work/runs/nmc-vae3200-full",),
-          note="model: `microlad train NMC --out /work/runs/nmc-vae3200-full --vae-steps 3200 --vae-rounds 1 --threads 1` "
-               "(default settings otherwise: 2500 LDM steps, coupling window calibrated)"),
-    Entry("fine_scale_composite_vae800",
-          f"python bench/bench_fine_scale.py /work/runs/cal/composite-mirror {COMPOSITE} -n 6 --variants prior_2d,default "
-          "--name composite_vae800", 4, needs=("/work/runs/cal/composite-mirror",),
-          note="the 800-step-VAE baseline of fine_scale_composite_vae3200 (same seeds); " + CAL_NOTE),
-    Entry("fine_scale_composite_vae3200",
-          f"python bench/bench_fine_scale.py /work/runs/composite-vae3200-full {COMPOSITE} -n 6 --variants prior_2d,default "
-          "--name composite_vae3200", 4, needs=("/work/runs/composite-vae3200-full",),
-          note="model: `microlad train COMPOSITE --out /work/runs/composite-vae3200-full --vae-steps 3200 --vae-rounds 1 "
-               "--threads 1` (default settings otherwise)"),
+    *(entry
+      for name, upper, image, base in (("nmc", "NMC", NMC, "/work/runs/cal/nmc-default"),
+                                       ("composite", "COMPOSITE", COMPOSITE, "/work/runs/cal/composite-mirror"))
+      for entry in (
+          Entry(f"fine_scale_{name}_vae800",
+                f"python bench/bench_fine_scale.py {base} {image} -n 6 --variants prior_2d,default --name {name}_vae800", 4,
+                needs=(base,), note=f"the 800-step-VAE baseline of fine_scale_{name}_vae3200 (same seeds); " + CAL_NOTE),
+          Entry(f"fine_scale_{name}_vae3200",
+                f"python bench/bench_fine_scale.py /work/runs/{name}-vae3200-full {image} -n 6 --variants prior_2d,default "
+                f"--name {name}_vae3200", 4, needs=(f"/work/runs/{name}-vae3200-full",),
+                note=f"model: `microlad train {upper} --out /work/runs/{name}-vae3200-full --vae-steps 3200 --vae-rounds 1 "
+                     "--threads 1` (default settings otherwise: 2500 LDM steps, coupling window calibrated)"))),
     Entry("fidelity_composite_calibrated",
           f"python bench/bench_fidelity.py /work/runs/cal/composite-mirror {COMPOSITE} --name composite_calibrated", 10,
           needs=("/work/runs/cal/composite-mirror",), note=CAL_NOTE),
