@@ -27,9 +27,12 @@ default reconstruction does):
 - ``coupled_until_F``: the default with the slice coupling only at timesteps t >= F·T
   (the coarse layout), plain L-MPDD below;
 - ``prior_2d``: 2D samples of the prior (64², DDIM 25, the steps L-MPDD uses) decoded — the
-  floor a 3D method stands on; ``prior_2d_ddim50``: the same with ``sample_2d``'s default
-  50 steps (``prior_2d_ddimN``: N steps); ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M)
-  instead of DDIM (``prior_2d_dpmN``: N steps). Each "volume" of a prior variant is 64 samples;
+  floor a 3D method stands on; ``prior_2d_ddim50``: the same with 50 DDIM steps (the
+  default of models without a calibrated sampler; ``prior_2d_ddimN``: N steps);
+  ``prior_2d_dpm``: 25 steps of DPM-Solver++(2M) instead of DDIM (``prior_2d_dpmN``: N
+  steps); ``prior_2d_model``: ``sample_2d``'s default, the sampler and steps calibrated for
+  the model at training (``config.prior_sampler``). Each "volume" of a prior variant is 64
+  samples;
 - ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps);
 - ``stop_T``: the default, but L-MPDD returns its clean estimate at the first step with
   timestep <= T instead of running the remaining low-noise steps;
@@ -61,6 +64,7 @@ from microlad.io import read_image
 from microlad.model import load_model
 from microlad.reconstruct import SliceOptions, interpolate_along, refine_volume, sample_latent_volume, to_slices
 from microlad.reconstruct.api import _target_fractions, smooth_probabilities
+from microlad.reconstruct.calibration import s2_autocorrelation
 from microlad.reconstruct.decode import decode_slices, match_fractions
 from microlad.reconstruct.smoothing import calibrate_sigma
 
@@ -95,10 +99,19 @@ def measure_volume(labels: np.ndarray, n_phases: int) -> dict:
     return {"perimeter": per, "clusters": clu, "s2": s2}
 
 
+def _signed_worst(d: np.ndarray) -> np.ndarray:
+    return d[np.arange(len(d)), np.abs(d).argmax(1)]
+
+
 def errors(m: dict, ref: dict) -> dict:
-    s2d = (m["s2"] - ref["s2"])[:, 1:] / ref["s2"][:, :1]
-    worst = s2d[np.arange(len(s2d)), np.abs(s2d).argmax(1)]
-    return {"perimeter": m["perimeter"] / ref["perimeter"] - 1, "clusters": m["clusters"] / ref["clusters"] - 1, "s2_small_r": worst}
+    phi = ref["s2"][:, :1]
+    s2d = (m["s2"] - ref["s2"])[:, 1:] / phi
+    # the same without the set's own phase fraction (ρ = (S2 − φ²)/(φ − φ²), in units of S2(0)):
+    # the feature shape alone; the phase fraction is its own column
+    rho = np.stack([s2_autocorrelation(c) for c in m["s2"]]) - np.stack([s2_autocorrelation(c) for c in ref["s2"]])
+    return {"perimeter": m["perimeter"] / ref["perimeter"] - 1, "clusters": m["clusters"] / ref["clusters"] - 1,
+            "s2_small_r": _signed_worst(s2d), "s2_shape": _signed_worst(rho[:, 1:] * (1 - phi)),
+            "fraction": m["s2"][:, 0] / ref["s2"][:, 0] - 1}
 
 
 def harmonise(model, z: torch.Tensor, t: int, gen: torch.Generator) -> torch.Tensor:
@@ -123,6 +136,8 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     f, p = vae.config.downsample_factor, vae.config.n_phases
     opts = SliceOptions()
     gen = torch.Generator().manual_seed(seed)
+    if variant == "prior_2d_model":  # sample_2d's default: the sampler calibrated for the model
+        return np.asarray(model.sample_2d(size, size=size, seed=seed))
     if variant.startswith("prior_2d"):
         sampler = "dpm2m" if variant.startswith("prior_2d_dpm") else "ddim"
         digits = variant.removeprefix("prior_2d_ddim" if sampler == "ddim" else "prior_2d_dpm")
@@ -194,11 +209,15 @@ def main() -> None:
              f"(seeds {meta['seeds']}; variants that share the sampler start from the same L-MPDD latents), slices normal to z, y, x pooled; "
              f"{meta['machine']['torch_threads']} torch thread(s), load average {meta['machine']['load_average_1min']}, {meta['date']}. "
              "Signed relative error per phase (0 / 1 / …), mean ± standard error over volumes, in %. "
-             "S2 column: the largest |S2_gen(r) − S2_ref(r)| for 1 ≤ r ≤ 8, signed, in % of S2(0). "
+             "S2 column: the largest |S2_gen(r) − S2_ref(r)| for 1 ≤ r ≤ 8, signed, in % of S2(0); "
+             "S2 shape: the same for the fraction-free ρ(r) = (S2 − φ²)/(φ − φ²) of each set, × (1 − φ_ref); "
+             "fraction: the phase fraction's relative error (matched in 3D, chance in 2D samples). "
              "Goals (issue #11): perimeter within ±3 %, S2 within 2 % of S2(0).", "",
-             "| variant | slice perimeter L_A | clusters per area | S2, r ≤ 8 | s / volume |", "|---|---|---|---|---|"]
+             "| variant | slice perimeter L_A | clusters per area | S2, r ≤ 8 | S2 shape, r ≤ 8 | fraction | s / volume |",
+             "|---|---|---|---|---|---|---|"]
     for v, r in rows.items():
-        lines.append(f"| {v} | {pm(r, 'perimeter')} | {pm(r, 'clusters')} | {pm(r, 's2_small_r')} | {r['seconds_per_volume']:.1f} |")
+        lines.append(f"| {v} | {pm(r, 'perimeter')} | {pm(r, 'clusters')} | {pm(r, 's2_small_r')} | {pm(r, 's2_shape')} | "
+                     f"{pm(r, 'fraction')} | {r['seconds_per_volume']:.1f} |")
     save(f"fine_scale_{args.name}", {"meta": meta, "rows": rows}, "\n".join(lines))
 
 

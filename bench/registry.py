@@ -171,6 +171,13 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("fine_scale_sofc_dpm50",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 6 --variants prior_2d_ddim50,prior_2d_dpm50 --name sofc_dpm50", 3,
           note="the bundled SOFC prior at 50 steps of DDIM and of DPM-Solver++(2M)"),
+    *(Entry(f"fine_scale_{name}_prior_model",
+            f"python bench/bench_fine_scale.py {model} {image} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,"
+            f"prior_2d_dpm50,prior_2d_model --name {name}_prior_model", 6, needs=needs,
+            note="the 2D prior with each candidate sampler and with the one calibrated for the model "
+                 "(`config.prior_sampler`; `scripts/calibrate_model.py MODEL --what prior` for models trained before it)")
+      for name, model, image, needs in (("sofc", "sofc-anode", SOFC, ()), ("carbonate", "carbonate", CARBONATE, ()),
+                                        ("composite", "/work/runs/composite-default", COMPOSITE, ("/work/runs/composite-default",)))),
     Entry("fine_scale_carbonate_dpm",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,prior_2d_dpm50 "
           "--name carbonate_dpm", 3,

@@ -102,3 +102,107 @@ def test_stored_window_round_trips_and_is_the_reconstruct_default(nets, tmp_path
     assert MicroladModel(vae, unet, sched, grey_values=(0.0, 1.0), patch_size=32).coupling_stop == 0.0
     with pytest.raises(Exception, match="coupling_stop must be in"):
         back.reconstruct((16, 16, 16), coupling_stop=1.5, **kw)
+
+
+# -- the 2D prior's sampler -------------------------------------------------------------------
+def _blobs_2d(seed: int, n: int = 16, side: int = 32) -> np.ndarray:
+    """(n, side, side) smoothed noise thresholded at 40 %: a known, non-trivial S2 and perimeter."""
+    from scipy.ndimage import gaussian_filter
+
+    f = gaussian_filter(np.random.default_rng(seed).standard_normal((n, side, side)), (0, 1.5, 1.5), mode="wrap")
+    return (f > np.quantile(f, 0.6)).astype(np.uint8)
+
+
+def _reference_2d(labels: np.ndarray, cutoff: int = 8) -> np.ndarray:
+    """(2, cutoff + 1) stack-averaged radial S2 (the training statistics' layout)."""
+    from microlad.descriptors import s2_radial
+
+    return np.stack([np.mean([s2_radial(lab, phase=p, cutoff=cutoff, periodic=False) for lab in labels], axis=0)
+                     for p in range(2)])
+
+
+def test_prior_score_is_zero_on_the_training_stats_and_analytic_on_shuffled_pixels():
+    from microlad.descriptors import slice_perimeter_density
+
+    truth = _blobs_2d(0)
+    per = [slice_perimeter_density(truth, phase=p) for p in range(2)]
+    s2 = _reference_2d(truth)
+    score, e_l, e_s2 = calibration.prior_sampler_score(truth, per, s2)
+    assert score == 0.0 and e_l == [0.0, 0.0] and e_s2 == [0.0, 0.0]
+    # a pixel shuffle keeps each phase's fraction φ and removes all correlation: S2(r > 0) = φ²
+    rng = np.random.default_rng(1)
+    shuffled = np.stack([rng.permutation(lab.ravel()).reshape(lab.shape) for lab in truth])
+    score, e_l, e_s2 = calibration.prior_sampler_score(shuffled, per, s2)
+    for p in range(2):
+        phi = s2[p, 0]  # ρ(r > 0) of the shuffle is 0: the deviation is −ρ_train(r) (1 − φ), analytic
+        dev = -(s2[p, 1:] - phi * phi) / (phi - phi * phi) * (1 - phi)
+        assert e_s2[p] == pytest.approx(dev[np.abs(dev).argmax()], abs=0.01)
+        assert e_l[p] > 1.0  # speckle has far more boundary than blobs
+    assert score == pytest.approx(max(max(abs(a) / 0.03, abs(b) / 0.02) for a, b in zip(e_l, e_s2)))
+    # an absent phase (no boundary in the training statistics) is skipped, not divided by zero
+    assert calibration.prior_sampler_score(truth, [per[0], 0.0], s2)[1][1] is None
+    # the S2 part ignores the set's own phase fraction: a thicker copy of each blob pattern by
+    # one pixel moves S2 at every r but keeps ρ's shape far closer than S2 itself
+    from scipy.ndimage import binary_dilation
+
+    fatter = np.stack([binary_dilation(lab == 1) for lab in truth]).astype(np.uint8)
+    raw = (_reference_2d(fatter)[1] - s2[1]) / s2[1, 0]
+    _, _, e = calibration.prior_sampler_score(fatter, per, s2)
+    assert abs(e[1]) < 0.5 * np.abs(raw[1:]).max()
+
+
+def test_prior_calibration_picks_the_sampler_whose_samples_match_and_pairs_the_seeds():
+    from microlad.descriptors import slice_perimeter_density
+
+    truth = _blobs_2d(3)
+    s2 = _reference_2d(truth)
+    per = [slice_perimeter_density(truth, phase=p) for p in range(2)]
+    calls = []
+
+    class Model:
+        patch_size, size_multiple = 30, 8  # rounded up to 32
+        training_stats = TrainingStats(s2_radial_mean=s2.tolist(), specific_surface_area=per, s2_cutoff=8)
+
+        def sample_2d(self, n, *, size, steps, sampler, seed, progress):
+            calls.append((n, size, seed, sampler, steps))
+            if (sampler, steps) == ("dpm2m", 50):
+                return truth
+            return _blobs_2d(3 + steps)  # other blobs of the same kind: near, not equal
+
+    cal = calibration.calibrate_prior_sampler(Model(), n=16, seed=4)
+    assert (cal.sampler, cal.steps) == ("dpm2m", 50) and cal.scores["dpm2m:50"] == 0.0
+    assert all(v > 0 for k, v in cal.scores.items() if k != "dpm2m:50")
+    assert [(c[3], c[4]) for c in calls] == list(calibration.PRIOR_SAMPLER_CANDIDATES)
+    assert {c[:3] for c in calls} == {(16, 32, 4)}  # paired: the same seed, count and size for every candidate
+    assert cal.fraction_error["dpm2m:50"] == pytest.approx([0.0, 0.0], abs=1e-12)
+    doc = cal.to_dict()
+    assert doc["sampler"] == "dpm2m" and doc["steps"] == 50 and set(doc["calibration"]["scores"]) == {
+        "ddim:50", "ddim:25", "dpm2m:50", "dpm2m:25"}
+
+    class Bare(Model):
+        training_stats = TrainingStats()
+
+    assert calibration.calibrate_prior_sampler(Bare()) is None
+
+
+def test_stored_prior_sampler_round_trips_and_is_the_sample_2d_default(nets, tmp_path):
+    from microlad.model import MicroladModel, load_model
+
+    vae, unet, sched = nets
+    plain = MicroladModel(vae, unet, sched, grey_values=(0.0, 1.0), patch_size=32)
+    assert plain.prior_sampler == ("ddim", 50)
+    np.testing.assert_array_equal(plain.sample_latents(2, size=16, seed=3),
+                                  plain.sample_latents(2, size=16, seed=3, sampler="ddim", steps=50))
+    m = MicroladModel(vae, unet, sched, grey_values=(0.0, 1.0), patch_size=32,
+                      config={"prior_sampler": {"sampler": "dpm2m", "steps": 7}})
+    m.save(tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    assert back.prior_sampler == ("dpm2m", 7)
+    default = back.sample_latents(2, size=16, seed=3)
+    np.testing.assert_array_equal(default, back.sample_latents(2, size=16, seed=3, sampler="dpm2m", steps=7))
+    assert not torch.equal(default, back.sample_latents(2, size=16, seed=3, sampler="ddim", steps=7))
+    # steps alone keep the calibrated sampler; a sampler alone gets that sampler's default steps
+    np.testing.assert_array_equal(back.sample_latents(2, size=16, seed=3, steps=5),
+                                  back.sample_latents(2, size=16, seed=3, sampler="dpm2m", steps=5))
+    np.testing.assert_array_equal(back.sample_latents(2, size=16, seed=3, sampler="ddim"),
+                                  plain.sample_latents(2, size=16, seed=3))

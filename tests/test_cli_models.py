@@ -23,6 +23,9 @@ def test_models_lists_every_bundled_model_with_its_training_fractions(capsys):
         for p, v in enumerate(vf):
             row = next(ln for ln in block.splitlines() if ln.split()[:1] == [str(p)])
             assert f"{v:.4f}" in row
+        prior = doc["config"].get("prior_sampler")
+        if prior:  # the calibrated 2D sampler as stored
+            assert f"2D prior sampler: {prior['sampler']}, {prior['steps']} steps" in block
 
 
 def test_models_describes_a_model_directory(capsys, tmp_path):

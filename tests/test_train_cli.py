@@ -46,7 +46,7 @@ def test_cli_train_writes_model_and_prints_summary(files, capsys):
     assert {p.name for p in out.iterdir()} == {"config.json", "vae.safetensors", "unet_ema.safetensors",
                                                "train_state.safetensors", "train_state.json"}
     assert not [p for p in files.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".pickle")]
-    for key in ("model:", "VAE: 10 steps", "accuracy", "LDM: 10 steps", "time:"):
+    for key in ("model:", "VAE: 10 steps", "accuracy", "LDM: 10 steps", "2D prior sampler:", "time:"):
         assert key in stdout
     # the whole image's pixel fractions (what reconstruct matches), not the patch mean
     img = np.load(files / "a.npy")

@@ -20,7 +20,9 @@ from microlad.training._checkpoint import flatten_optimizer, unflatten_optimizer
 
 TINY_VAE = dict(latent_channels=2, base_channels=8, channel_multipliers=(1, 2), downsample_factor=2, norm_groups=4)
 TINY_UNET = dict(in_channels=2, base_channels=8, channel_multipliers=(1, 2), attention=False, norm_groups=4)
-TINY_OPTS = dict(latent_bank=128, stats_patches=32, heldout_patches=16, log_every=10, warmup_steps=5, vae_rounds=1)
+# calibrate_prior off: its test is test_model_directory_stats_and_no_pickle (≈ 3 s per run)
+TINY_OPTS = dict(latent_bank=128, stats_patches=32, heldout_patches=16, log_every=10, warmup_steps=5, vae_rounds=1,
+                 calibrate_prior=False)
 
 
 def tiny(**kw):
@@ -80,7 +82,7 @@ def test_same_seed_same_weights_different_seed_differs(tmp_path, image):
 
 def test_model_directory_stats_and_no_pickle(tmp_path, image):
     out = tmp_path / "m"
-    model = train([image, image[::-1].copy()], out, **tiny())
+    model = train([image, image[::-1].copy()], out, **tiny(options=TrainOptions(**{**TINY_OPTS, "calibrate_prior": True})))
     names = {p.name for p in out.iterdir()}
     assert {"config.json", "vae.safetensors", "unet_ema.safetensors", "train_state.safetensors", "train_state.json"} <= names
     assert not [p for p in tmp_path.rglob("*") if p.suffix in (".pt", ".pth", ".pkl", ".pickle")]
@@ -104,6 +106,12 @@ def test_model_directory_stats_and_no_pickle(tmp_path, image):
 
     loaded = load_model(out)
     assert torch.equal(loaded.vae.latent_shift, model.vae.latent_shift)
+    # the 2D prior's sampler was calibrated at the end of training, stored, and is sample_2d's default
+    from microlad.reconstruct.calibration import PRIOR_SAMPLER_CANDIDATES
+
+    assert loaded.prior_sampler in PRIOR_SAMPLER_CANDIDATES
+    scores = loaded.config.prior_sampler["calibration"]["scores"]
+    assert scores[f"{loaded.prior_sampler[0]}:{loaded.prior_sampler[1]}"] == min(scores.values())
 
 
 def _crash_at_step(monkeypatch, n: int, run) -> None:

@@ -12,6 +12,13 @@ RECONSTRUCT_COUPLING_STOP = 0.0
 """Slice coupling of L-MPDD runs at the steps with timestep t >= this fraction of the
 training timesteps (0: every step). See BENCHMARKS.md, "Fine scale"."""
 
+PRIOR_SAMPLER = "ddim"
+PRIOR_SAMPLER_STEPS = 50
+"""Sampler and steps of the 2D prior (:meth:`~microlad.model.MicroladModel.sample_2d`) for
+models that store no calibrated choice (``config.prior_sampler``,
+:func:`microlad.reconstruct.calibration.calibrate_prior_sampler`; models trained before
+2026-12-07 midday)."""
+
 RECONSTRUCT_REFINE = 1
 """Three-axis refinement passes K (``refine``). Chosen because a second pass changes far
 fewer voxels than the first and the slice-S2 fidelity does not improve (BENCHMARKS.md)."""

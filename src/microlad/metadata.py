@@ -208,10 +208,13 @@ class ModelConfig(_Contract):
     that wrote the directory, the training settings (``training``: run settings,
     :class:`~microlad.training.TrainOptions` as a dict, world size, input names) and the
     reconstruction settings calibrated for this model (``reconstruct``: ``coupling_stop``
-    and how it was chosen, :mod:`microlad.reconstruct.calibration`)."""
+    and how it was chosen) and the 2D prior's sampler calibrated for it (``prior_sampler``:
+    ``sampler``, ``steps`` and how they were chosen); both from
+    :mod:`microlad.reconstruct.calibration`."""
 
     patch_size: int | None = None
     microlad_version: str | None = None
     training: Mapping[str, Any] | None = None
     reconstruct: Mapping[str, Any] | None = None
+    prior_sampler: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

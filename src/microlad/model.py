@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from microlad._version import __version__
-from microlad.defaults import RECONSTRUCT_COUPLING_STOP
+from microlad.defaults import PRIOR_SAMPLER, PRIOR_SAMPLER_STEPS, RECONSTRUCT_COUPLING_STOP
 from microlad.device import resolve_device
 from microlad.diffusion import AncestralSampler, DDIMSampler, DDPMSchedule, DPMSolverMultistepSampler, make_sampler
 from microlad.errors import CheckpointError, InputError, OutputExistsError, ShapeError
@@ -171,6 +171,17 @@ class MicroladModel:
         return float(RECONSTRUCT_COUPLING_STOP if stored is None else stored)
 
     @property
+    def prior_sampler(self) -> tuple[str, int]:
+        """(sampler name, steps) :meth:`sample_2d` uses when no sampler is given: the choice
+        calibrated for this model (``config.prior_sampler``,
+        :func:`microlad.reconstruct.calibration.calibrate_prior_sampler`), else
+        (:data:`~microlad.defaults.PRIOR_SAMPLER`, :data:`~microlad.defaults.PRIOR_SAMPLER_STEPS`)."""
+        stored = self.config.prior_sampler or {}
+        if stored.get("sampler") is None or stored.get("steps") is None:
+            return PRIOR_SAMPLER, PRIOR_SAMPLER_STEPS
+        return str(stored["sampler"]), int(stored["steps"])
+
+    @property
     def device(self) -> torch.device:
         """Device of the networks' parameters."""
         return next(self.unet.parameters()).device
@@ -265,9 +276,9 @@ class MicroladModel:
         n: int,
         *,
         size: int | Sequence[int] | None = None,
-        steps: int | None = 50,
+        steps: int | None = None,
         seed: int | torch.Generator = 0,
-        sampler: str = "ddim",
+        sampler: str | None = None,
         eta: float = 0.0,
         batch_size: int = 64,
         progress: bool = False,
@@ -276,12 +287,16 @@ class MicroladModel:
 
         The initial noise is drawn for all ``n`` at once on the CPU from ``seed`` (so results do
         not depend on the device, nor, for DDIM with ``eta=0``, on ``batch_size``).
+        ``sampler``/``steps``: as in :meth:`sample_2d`.
         """
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"n must be a positive integer, got {n!r}")
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
         h, w = self.latent_size(size)
+        if sampler is None:
+            sampler, calibrated_steps = self.prior_sampler
+            steps = calibrated_steps if steps is None else steps
         smp = self.make_sampler(steps, sampler=sampler, eta=eta)
         gen = seed if isinstance(seed, torch.Generator) else torch.Generator("cpu").manual_seed(int(seed))
         dev = self.device
@@ -304,16 +319,17 @@ class MicroladModel:
         n: int,
         *,
         size: int | Sequence[int] | None = None,
-        steps: int | None = 50,
+        steps: int | None = None,
         seed: int | torch.Generator = 0,
-        sampler: str = "ddim",
+        sampler: str | None = None,
         eta: float = 0.0,
         batch_size: int = 64,
         progress: bool = False,
         return_probabilities: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Generate ``n`` 2D phase maps: DDIM (or ancestral) in normalized latent space →
-        denormalize → decode → softmax → argmax.
+        """Generate ``n`` 2D phase maps: sample the latent prior (the sampler calibrated for
+        this model, :attr:`prior_sampler`, unless told otherwise) → denormalize → decode →
+        softmax → argmax.
 
         Parameters
         ----------
@@ -323,13 +339,17 @@ class MicroladModel:
             Output size, an int or (H, W), multiples of :attr:`size_multiple`; default the
             training patch size.
         steps
-            Sampler steps (``None`` with ``sampler="ancestral"``: all T timesteps).
+            Sampler steps. ``None``: the calibrated steps when ``sampler`` is ``None``, else
+            :func:`microlad.diffusion.make_sampler`'s default for that sampler (all T for
+            ``"ancestral"``).
         seed
             Integer seed or a CPU ``torch.Generator``; the same seed gives the same images.
         sampler
-            ``"ddim"`` (deterministic for ``eta=0``), ``"dpm2m"`` (DPM-Solver++(2M),
-            deterministic, second order: closer to the exact sample in few steps) or
-            ``"ancestral"``.
+            ``None`` (default): the model's :attr:`prior_sampler` (chosen at the end of
+            training so the samples' slice perimeter and small-r S2 match the training
+            images best; DDIM for older models); ``"ddim"`` (deterministic for
+            ``eta=0``), ``"dpm2m"`` (DPM-Solver++(2M), deterministic, second order: closer
+            to the exact sample in few steps) or ``"ancestral"``.
         return_probabilities
             Also return the per-phase probabilities.
 

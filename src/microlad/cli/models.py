@@ -58,6 +58,9 @@ def describe_model(directory: Path, *, name: str) -> str:
         from microlad.reconstruct.calibration import describe_window
 
         lines.append(f"  L-MPDD slice coupling: {describe_window(m.coupling_stop)} (calibrated on the training S2)")
+    if (m.config.prior_sampler or {}).get("sampler") is not None:
+        sampler, steps = m.prior_sampler
+        lines.append(f"  2D prior sampler: {sampler}, {steps} steps (calibrated on the training perimeter and S2)")
     licence = _source_licence(directory)
     if licence:
         lines.append(f"  weights licence: {licence}")

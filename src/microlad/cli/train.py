@@ -177,6 +177,12 @@ def train(
         from microlad.reconstruct.calibration import describe_window
 
         typer.echo(f"coupling: {describe_window(model.coupling_stop)} (S2 error per window start F {errs}; {cal['seconds']:.0f} s)")
+    pcal = (model.config.prior_sampler or {}).get("calibration")
+    if pcal:
+        sampler, steps = model.prior_sampler
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in pcal["scores"].items())
+        typer.echo(f"2D prior sampler: {sampler}, {steps} steps (score per candidate, 1 = at the tolerance: {scores}; "
+                   f"{pcal['seconds']:.0f} s)")
     typer.echo(
         f"time: VAE {times.get('vae', 0):.0f} s, statistics {times.get('stats', 0):.0f} s, "
         f"LDM {times.get('ldm', 0):.0f} s, total {times.get('total', 0):.0f} s on {rep.device or '?'}"

@@ -517,6 +517,14 @@ class _Trainer:
             if cal is not None:
                 model.config = dataclasses.replace(model.config, reconstruct=cal.to_dict())
                 log.info("coupling window: slices coupled at t >= %.2f T (%.0f s)", cal.coupling_stop, cal.seconds)
+        if self.ctx.is_main and s.options.calibrate_prior:
+            from microlad.reconstruct.calibration import calibrate_prior_sampler
+
+            pcal = calibrate_prior_sampler(model, seed=s.seed)
+            if pcal is not None:
+                model.config = dataclasses.replace(model.config, prior_sampler=pcal.to_dict())
+                log.info("2D prior sampler: %s, %d steps (score per candidate %s; %.0f s)", pcal.sampler, pcal.steps,
+                         ", ".join(f"{k} {v:.2f}" for k, v in pcal.scores.items()), pcal.seconds)
         if self.ctx.is_main:
             model.save(self.out_dir)
         st.stage = "done"

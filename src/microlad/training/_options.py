@@ -83,6 +83,12 @@ class TrainOptions:
         After training, choose the L-MPDD slice-coupling window for this model from its
         training S2 (:mod:`microlad.reconstruct.calibration`; 20 small reconstructions,
         about a minute for a 64² patch model on a CPU) and store it in ``config.json``.
+    calibrate_prior
+        After training, choose the 2D prior's sampler and steps (DDIM or DPM-Solver++(2M),
+        25 or 50 steps) whose samples match the training images' slice perimeter and
+        small-r S2 best, and store it in ``config.json`` (``sample_2d`` uses it;
+        :func:`microlad.reconstruct.calibration.calibrate_prior_sampler`; 4 × 128 samples,
+        about two minutes for a 64² patch model on a CPU).
     """
 
     vae_lr: float = 1e-3
@@ -104,6 +110,7 @@ class TrainOptions:
     vae_rounds: int = 4
     vae_perimeter_tol: float = 0.03
     calibrate_coupling: bool = True
+    calibrate_prior: bool = True
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "constant"):
