@@ -38,6 +38,8 @@ from microlad.io import read_image
 from microlad.model import load_model
 
 LINEAL_R = (2, 4, 8, 16)
+VARIANTS = {"default": {}, "unsmoothed": {"smooth": False}, "norefine": {"refine": 0}, "plain": {"slice_coupling": False}}
+"""Reconstruction variants (keywords of :func:`microlad.reconstruct.reconstruct`)."""
 
 
 def slice_stats(mask2d: np.ndarray) -> dict:
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--phase", type=int, default=0)
     ap.add_argument("--every", type=int, default=4)
     ap.add_argument("--name", default="berea")
+    ap.add_argument("--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = machine()
@@ -101,24 +104,31 @@ def main() -> None:
     t0 = time.time()
     rock = [volume_stats(v, args.phase, args.every) for v in subs]
     t_rock = time.time() - t0
-    recs = []
-    for i in range(args.n):
-        t1 = time.time()
-        lab = np.asarray(model.reconstruct((s, s, s), n=1, seed=1000 + i, progress=False)[0].labels)
-        recs.append(volume_stats(lab, args.phase, args.every))
-        print(f"volume {i}: {time.time() - t1:.0f} s", {k: round(v, 4) for k, v in recs[-1].items()}, flush=True)
+    variants = args.variants.split(",")
+    recs: dict[str, list] = {v: [] for v in variants}
+    for v in variants:
+        for i in range(args.n):
+            t1 = time.time()
+            lab = np.asarray(model.reconstruct((s, s, s), n=1, seed=1000 + i, progress=False, **VARIANTS[v])[0].labels)
+            recs[v].append(volume_stats(lab, args.phase, args.every))
+            print(f"{v} volume {i}: {time.time() - t1:.0f} s", {k: round(x, 4) for k, x in recs[v][-1].items()}, flush=True)
     # the 2D prior alone at the same slice size (sample_2d's default sampler): is a deficit
     # already in the 2D model, or does the 3D assembly make it?
-    prior = [prior_stats(np.asarray(model.sample_2d(32, size=s, seed=2000 + i)), args.phase) for i in range(args.n)]
+    # (at the training patch size: larger 2D samples drift, e.g. Berea's pore fraction −13 % at 128²)
+    ps = model.patch_size or s
+    prior = [prior_stats(np.asarray(model.sample_2d(32, size=ps, seed=2000 + i)), args.phase) for i in range(args.n)]
+    tiles = np.stack([t for v in subs for a in range(3) for sl in np.moveaxis(v, a, 0)[:: args.every]
+                      for t in (sl[y:y + ps, x:x + ps] for y in range(0, s - ps + 1, ps) for x in range(0, s - ps + 1, ps))])
+    rock_tiles = prior_stats(tiles, args.phase)
     keys = list(rock[0])
 
     def ms(rows, k):
         v = np.array([r[k] for r in rows])
         return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0, float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
-    table = {k: {"rock": ms(rock, k), "reconstruction": ms(recs, k), **({"prior_2d": ms(prior, k)} if k in prior[0] else {})}
-             for k in keys}
-    meta = {"machine": machine(), "model": args.model_dir, "truth": str(args.truth), "n": args.n, "size": s,
+    table = {k: {"rock": ms(rock, k), **{v: ms(recs[v], k) for v in variants},
+                 **({"prior_2d": ms(prior, k)} if k in prior[0] else {})} for k in keys}
+    meta = {"rock_tiles": rock_tiles, "machine": machine(), "model": args.model_dir, "truth": str(args.truth), "n": args.n, "size": s,
             "phase": args.phase, "every": args.every, "seeds": [1000 + i for i in range(args.n)], "rock_subvolumes": len(subs),
             "seconds_rock": t_rock, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     names = {"fraction": "phase fraction", "perimeter": "slice perimeter L_A [1/px]", "clusters": "2D clusters per px²",
@@ -127,22 +137,27 @@ def main() -> None:
              **{f"lineal_{r}": f"lineal path L({r})" for r in LINEAL_R}}
     lines = [f"## Slice connectivity: {args.name} (`bench/diag_slice_connectivity.py`)", "",
              provenance(start=start, end=meta["machine"], paper=f"{NO_PAPER} (the paper measures no connectivity)"), "",
-             f"Model `{args.model_dir}`, {args.n} default reconstructions of {s}³ (seeds {meta['seeds'][0]}–{meta['seeds'][-1]}) "
+             f"Model `{args.model_dir}`, {args.n} reconstructions of {s}³ per variant ({', '.join(variants)}) (seeds {meta['seeds'][0]}–{meta['seeds'][-1]}) "
              f"against the {len(subs)} non-overlapping {s}³ sub-volumes of `{args.truth.name}`; phase {args.phase}; slices normal "
              f"to z, y, x, every {args.every}th, 4-connected; mean ± standard error over volumes (rock: ± its spread, std, in "
-             f"brackets). z = (reconstruction − rock) / rock std. 2D prior: {args.n} × 32 samples of {s}² from `sample_2d` "
-             "(the model's calibrated sampler, seeds 2000…), the same 2D statistics.", "",
-             "| statistic | rock | reconstructions | relative | z | 2D prior | relative |", "|---|---|---|---|---|---|---|"]
+             f"brackets); relative: to the rock; z = (reconstruction − rock) / rock std. 2D prior: {args.n} × 32 samples of {ps}² (the "
+             "training patch size) from `sample_2d` (the model's sampler, seeds 2000…), the same 2D statistics, relative to the "
+             f"rock's slices cut into {ps}² tiles (cluster counts and sizes depend on the slice size).", "",
+             "| statistic | rock | " + " | ".join(f"{v}: value, relative, z" for v in variants) + " | 2D prior: value, relative |",
+             "|---|---|" + "---|" * len(variants) + "---|"]
     for k in keys:
-        (rm, rse, rsd), (gm, gse, _) = table[k]["rock"], table[k]["reconstruction"]
-        rel = f"{100 * (gm / rm - 1):+.0f} %" if rm else "–"
-        z = f"{(gm - rm) / rsd:+.1f}" if rsd else "–"
-        if "prior_2d" in table[k]:
-            pm_, pse, _ = table[k]["prior_2d"]
-            prior_cells = f"{pm_:.4g} ± {pse:.2g} | {100 * (pm_ / rm - 1):+.0f} %" if rm else f"{pm_:.4g} ± {pse:.2g} | –"
-        else:
-            prior_cells = "– | –"
-        lines.append(f"| {names[k]} | {rm:.4g} ± {rse:.2g} ({rsd:.2g}) | {gm:.4g} ± {gse:.2g} | {rel} | {z} | {prior_cells} |")
+        rm, rse, rsd = table[k]["rock"]
+        cells = []
+        for v in [*variants, "prior_2d"]:
+            if v not in table[k]:
+                cells.append("–")
+                continue
+            gm, gse, _ = table[k][v]
+            ref = rock_tiles[k] if v == "prior_2d" else rm
+            rel = f"{100 * (gm / ref - 1):+.0f} %" if ref else "–"
+            z = f", z {(gm - rm) / rsd:+.1f}" if rsd and v != "prior_2d" else ""
+            cells.append(f"{gm:.4g} ± {gse:.2g}, {rel}{z}")
+        lines.append(f"| {names[k]} | {rm:.4g} ± {rse:.2g} ({rsd:.2g}) | " + " | ".join(cells) + " |")
     save(f"slice_connectivity_{args.name}", {"meta": meta, "rows": table}, "\n".join(lines))
 
 

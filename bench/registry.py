@@ -285,6 +285,16 @@ ENTRIES: tuple[Entry, ...] = (
           "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 4 --size 128 "
           "--variants smooth --average-axes --name berea_avgaxes", 6, needs=(BEREA,),
           note="L-MPDD averaging the three orientations' predictions at every step: does a 3D-symmetric coarse layout connect the pores?"),
+    Entry("slice_connectivity_berea",
+          f"python bench/diag_slice_connectivity.py bench/models/berea-default {BEREA} -n 4 --size 128 --every 4 "
+          "--variants default,unsmoothed,plain --name berea", 12,
+          note="2D connectivity statistics (weighted cluster size, largest cluster, Euler, lineal path) of the rock's slices, "
+               "of default reconstructions' slices and of the 2D prior's samples: is there a 2D-visible connectivity deficit?"),
+    Entry("hysteresis_berea",
+          f"python bench/diag_hysteresis_labels.py bench/models/berea-default {BEREA} -n 4 --size 128 --cores 1,0.25,0.05 "
+          "--name berea", 15,
+          note="hysteresis labelling of the pore probabilities (keep weak paths connected to strong cores): what it buys in "
+               "connectivity and costs in perimeter and S2"),
     Entry("levers_leopard",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
           "--variants default,smooth --name leopard", 3, needs=("/work/runs/leopard-new",),
