@@ -83,6 +83,9 @@ def test_slice_clusters_match_per_slice_labelling():
             assert res.n_clusters == sum(counts)
             assert res.density == pytest.approx(sum(counts) / (vol.size * 4.0))
             assert res.mean_area == pytest.approx(stack.sum() * 4.0 / sum(counts))
+            # area-weighted mean area from scikit-image's region areas, slice by slice
+            areas = np.concatenate([[r.area for r in measure.regionprops(measure.label(s, connectivity=1))] for s in stack])
+            assert res.weighted_area == pytest.approx((areas**2).sum() / areas.sum() * 4.0)
 
 
 def test_slice_clusters_known_squares_and_absent_phase():
@@ -92,7 +95,8 @@ def test_slice_clusters_known_squares_and_absent_phase():
     img[5, 5] = 1  # touches the first square only at a corner: a separate 4-connected cluster
     res = slice_clusters(img, phase=1)
     assert res.n_clusters == 3 and res.mean_area == pytest.approx((9 + 16 + 1) / 3)
-    assert slice_clusters(np.zeros((4, 4), np.uint8), phase=1) == type(res)(0, 0.0, 0.0)
+    assert res.weighted_area == pytest.approx((81 + 256 + 1) / 26)  # a random phase pixel: 9/26 · 9 + 16/26 · 16 + 1/26 · 1
+    assert slice_clusters(np.zeros((4, 4), np.uint8), phase=1) == type(res)(0, 0.0, 0.0, 0.0)
 
 
 def test_isolated_cluster_density_matches_clear_border_count():

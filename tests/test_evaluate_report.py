@@ -55,7 +55,7 @@ def test_cli_writes_metrics_json_with_the_documented_schema(cli_run, capsys):
     assert doc["s2_error"]["overall"] == pytest.approx(overall)
     m0 = doc["volumes"][0]["metrics"]
     for key in ("vf", "s2", "s2_error", "s2_small_r", "perimeter_density", "surface_area", "cluster_density", "cluster_mean_area",
-                "anisotropy", "spanning_fraction", "isolated_cluster_density", "tpb_density", "tortuosity", "effective_diffusivity"):
+                "cluster_weighted_area", "anisotropy", "spanning_fraction", "isolated_cluster_density", "tpb_density", "tortuosity", "effective_diffusivity"):
         assert key in m0 and key in doc["summary"]["mean"] and key in doc["summary"]["std"], key
     assert set(m0["s2"]) == {"0", "1", "2"} and set(m0["s2"]["0"]) == {"z", "y", "x"} and len(m0["s2"]["0"]["z"]) == 13
     assert set(m0["tortuosity"]["1"]) == {"z", "y", "x"} and isinstance(m0["tpb_density"], float)
@@ -236,6 +236,7 @@ def test_voxel_size_scales_lengths_and_names_the_unit():
     one, half = evs
     np.testing.assert_allclose(half.mean["perimeter_density"], 2 * one.mean["perimeter_density"])
     np.testing.assert_allclose(half.mean["cluster_mean_area"], 0.25 * one.mean["cluster_mean_area"])
+    np.testing.assert_allclose(half.mean["cluster_weighted_area"], 0.25 * one.mean["cluster_weighted_area"])
     assert half.s2_error == pytest.approx(one.s2_error) and half.verdict == one.verdict
     assert half.to_dict()["metrics"]["cluster_density"]["unit"] == "1/um^2"
 

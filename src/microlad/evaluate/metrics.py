@@ -49,6 +49,8 @@ SPECS: dict[str, MetricSpec] = {
     "surface_area": MetricSpec(("phase",), "surface area S_V", -1, "3-D interface area per unit volume (2-D reference: 4/pi L_A)"),
     "cluster_density": MetricSpec(("phase", "axis"), "slice clusters / area", -2, "4-connected clusters per unit slice area"),
     "cluster_mean_area": MetricSpec(("phase", "axis"), "mean slice cluster area", 2, "mean area of the slice clusters"),
+    "cluster_weighted_area": MetricSpec(("phase", "axis"), "area-weighted slice cluster area", 2,
+                                        "mean area of the slice cluster a random pixel of the phase lies in (how split the phase is)"),
     "anisotropy": MetricSpec(("phase",), "anisotropy", 0, "(max - min) / mean over axes of the line-S2 sums"),
     "spanning_fraction": MetricSpec(("phase", "axis"), "spanning fraction", 0, "fraction of the phase in clusters touching both faces normal to the axis"),
     "isolated_cluster_density": MetricSpec(("phase",), "isolated clusters / volume", -3, "6-connected clusters touching no face, per unit volume"),
@@ -89,12 +91,13 @@ def _slice_metrics(labels: np.ndarray, opts: MetricOptions, axes: range) -> dict
     per = np.zeros((p_, len(axes)))
     dens = np.zeros((p_, len(axes)))
     area = np.zeros((p_, len(axes)))
+    weighted = np.zeros((p_, len(axes)))
     for p in range(p_):
         for j, a in enumerate(axes):
             per[p, j] = d.slice_perimeter_density(labels, phase=p, axis=a, voxel_size=vs)
             c = d.slice_clusters(labels, phase=p, axis=a, voxel_size=vs)
-            dens[p, j], area[p, j] = c.density, c.mean_area
-    return {"perimeter_density": per, "cluster_density": dens, "cluster_mean_area": area}
+            dens[p, j], area[p, j], weighted[p, j] = c.density, c.mean_area, c.weighted_area
+    return {"perimeter_density": per, "cluster_density": dens, "cluster_mean_area": area, "cluster_weighted_area": weighted}
 
 
 def image_metrics(image: np.ndarray, opts: MetricOptions) -> dict[str, np.ndarray]:
