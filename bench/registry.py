@@ -177,7 +177,8 @@ ENTRIES: tuple[Entry, ...] = (
             note="the 2D prior with each candidate sampler and with the one calibrated for the model "
                  "(`config.prior_sampler`; `scripts/calibrate_model.py MODEL --what prior` for models trained before it)")
       for name, model, image, needs in (("sofc", "sofc-anode", SOFC, ()), ("carbonate", "carbonate", CARBONATE, ()),
-                                        ("composite", "/work/runs/composite-default", COMPOSITE, ("/work/runs/composite-default",)))),
+                                        ("composite", "/work/runs/composite-default", COMPOSITE, ("/work/runs/composite-default",)),
+                                        ("nmc", "/work/runs/nmc-default", NMC, ("/work/runs/nmc-default",)))),
     Entry("fine_scale_carbonate_dpm",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,prior_2d_dpm50 "
           "--name carbonate_dpm", 3,

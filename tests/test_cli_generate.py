@@ -36,6 +36,11 @@ def test_generate_writes_volumes_sidecars_and_step_csvs(model_dir, tmp_path, cap
         vf = side["targets"][0]
         assert vf["target"] == pytest.approx(0.30) and vf["achieved"] == pytest.approx(float((vol == 1).mean()))
         assert side["config"]["weights"]["s2"] == 2.0 and side["config"]["steps"] == 4
+        # the fractions before and after guidance, the final ones counted on the file itself
+        fr = side["phase_fractions"]
+        assert fr["final"] == pytest.approx([float((vol == p).mean()) for p in range(3)], abs=1e-5)
+        assert len(fr["start"]) == 3 and sum(fr["start"]) == pytest.approx(1.0, abs=1e-4)
+        assert f"VF 0:{fr['start'][0]:.3f}->{fr['final'][0]:.3f}" in res.stdout
         assert side["timings_s"]["total"] > 0 and "per_step" in side["timings_s"]
         rows = list(csv.DictReader((out / f"volume_{i:03d}.steps.csv").open()))
         # the deff target missed on this tiny model, so the run was extended up to 2 x --steps

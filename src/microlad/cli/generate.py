@@ -78,7 +78,10 @@ def generate(
     def write(i: int, res) -> None:
         write_guided(paths[i], res, model, model_name=model_dir, index=i, device=device, overwrite=overwrite,
                      extra_timings={"model_load": round(t_load, 3)})
-        typer.echo(f"volume {i:03d} (seed {res.seed}): {res.timings['total']:.1f} s; {res.summary()} -> {paths[i]}")
+        fr = getattr(res, "phase_fractions", {})
+        moved = (f"; VF {' '.join(f'{p}:{a:.3f}->{b:.3f}' for p, (a, b) in enumerate(zip(fr['start'], fr['final'])))}"
+                 if fr.get("start") and fr.get("final") else "")
+        typer.echo(f"volume {i:03d} (seed {res.seed}): {res.timings['total']:.1f} s; {res.summary()}{moved} -> {paths[i]}")
 
     run(
         model, dims, target, n=n, seed=seed, steps=steps, max_steps=max_steps, weights=weight, lr=lr, property_every=property_every,
@@ -115,6 +118,7 @@ def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, dev
                    "smoothing_sigma": [round(float(v), 4) for v in getattr(res, "smoothing_sigma", ())],
                    "steps_run": int(getattr(res, "steps_run", 0)), "selected_step": int(getattr(res, "selected_step", 0))},
         "targets": [t.to_dict() for t in res.terms],
+        "phase_fractions": {k: [round(float(v), 5) for v in vals] for k, vals in getattr(res, "phase_fractions", {}).items()},
         "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | (extra_timings or {}),
         "steps_csv": csv.name,
     }

@@ -529,6 +529,7 @@ class _Run:
                     # the start as reconstructed, without the VF targets settled
                     start = {term.target.name: self.measure_unsettled(term, finished[1], measured) for term in self.terms}
                     start_spans = spans
+                    start_fractions = _fractions(finished[1], self.vae.config.n_phases)
                 else:
                     checkpoints.append((self.score(measured), s, zc, spans))
                     last_finished = (s, *finished)
@@ -582,7 +583,13 @@ class _Run:
         self.timings["per_step"] = (self.timings["total"] - self.timings["lmpdd"] - self.timings["finish"] - self.timings["calibrate"]) / s
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
                               probabilities=probs.float().cpu().numpy() if return_probabilities else None,
-                              smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step)
+                              smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step,
+                              phase_fractions={"start": start_fractions, "final": _fractions(labels, self.vae.config.n_phases)})
+
+
+def _fractions(labels: np.ndarray, n_phases: int) -> list[float]:
+    """Phase fractions of a label volume, phases 0..n_phases-1."""
+    return (np.bincount(np.asarray(labels).ravel(), minlength=n_phases)[:n_phases] / np.asarray(labels).size).tolist()
 
 
 def _spans_text(spans: frozenset[tuple[int, int]]) -> str:

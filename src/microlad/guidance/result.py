@@ -49,7 +49,10 @@ class GuidanceResult:
         of the perimeter-calibrated blur of the finish, set on the start volume and kept
         for the whole run (0: none). steps_run : optimisation steps taken (more than
         ``steps`` when the run was extended). selected_step : the checkpoint returned (the
-        step count after which its latent was measured).
+        step count after which its latent was measured). phase_fractions : per phase, the
+        fraction of the finished starting volume (``"start"``) and of the returned labels
+        (``"final"``): what the run did to the fractions no target pins (a transport target
+        alone may move them).
     """
 
     labels: np.ndarray
@@ -62,6 +65,7 @@ class GuidanceResult:
     smoothing_sigma: tuple[float, ...] = ()
     steps_run: int = 0
     selected_step: int = 0
+    phase_fractions: dict[str, list[float]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """``name target→achieved`` per term on one line."""
