@@ -49,7 +49,7 @@ SPECS: dict[str, MetricSpec] = {
     "surface_area": MetricSpec(("phase",), "surface area S_V", -1, "3-D interface area per unit volume (2-D reference: 4/pi L_A)"),
     "cluster_density": MetricSpec(("phase", "axis"), "slice clusters / area", -2, "4-connected clusters per unit slice area"),
     "cluster_mean_area": MetricSpec(("phase", "axis"), "mean slice cluster area", 2, "mean area of the slice clusters"),
-    "cluster_weighted_area": MetricSpec(("phase", "axis"), "area-weighted slice cluster area", 2,
+    "cluster_weighted_area": MetricSpec(("phase", "axis"), "weighted slice cluster area", 2,
                                         "mean area of the slice cluster a random pixel of the phase lies in (how split the phase is)"),
     "anisotropy": MetricSpec(("phase",), "anisotropy", 0, "(max - min) / mean over axes of the line-S2 sums"),
     "spanning_fraction": MetricSpec(("phase", "axis"), "spanning fraction", 0, "fraction of the phase in clusters touching both faces normal to the axis"),
