@@ -209,19 +209,24 @@ def set_tau(b: Bench) -> dict:
     else:
         rock = np.load(a.tau_rock)
     target = float(solve_transport(rock.astype(np.uint8), phase=p, axis=axis, rtol=1e-4, flux_rtol=1e-2, method="grid").tortuosity)
+    targets = {f"tau:{p}@{ax}": round(target, 4)}
+    if a.tau_with_vf:  # the rock's fraction of the phase pinned too (guidance starts unmatched)
+        targets[f"vf:{p}"] = round(float((rock == p).mean()), 4)
     rows = []
     for s in b.seeds:
-        res, wall = b.run({f"tau:{p}@{ax}": round(target, 4)}, s, property_every=a.property_every)
+        res, wall = b.run(targets, s, property_every=a.property_every)
         r = b.row(res, wall, s)
         before, after = b.unguided(s), res.labels
         r["tau_all_axes"] = {k: {AX[i]: float(solve_transport(v, phase=p, axis=i, rtol=1e-4, flux_rtol=1e-2, method="grid").tortuosity)
                                  for i in range(3)}
                              for k, v in (("unguided", before), ("guided", after))}
         r["sa"] = {k: float(nd.specific_surface_area(v, phase=p)) for k, v in (("unguided", before), ("guided", after))}
+        r["fraction"] = {k: float((v == p).mean()) for k, v in (("unguided", before), ("guided", after))}
         r["pass"] = abs(r["tau_all_axes"]["guided"][ax] / target - 1) <= 0.10
         rows.append(r)
         print(f"tau:{p}@{ax} seed {s}: target {target:.3f}: {r['tau_all_axes']} sa {r['sa']} ({wall:.0f} s)", flush=True)
-    return {"target": target, "rows": rows, "passed": sum(r["pass"] for r in rows), "n": len(rows)}
+    return {"target": target, "targets": targets, "rock_fraction": float((rock == p).mean()), "rows": rows,
+            "passed": sum(r["pass"] for r in rows), "n": len(rows)}
 
 
 def paper_line(args, res: dict) -> str:
@@ -285,13 +290,17 @@ def markdown(name: str, args, res: dict, info: dict) -> str:
         L += [f"Target: τ along {args.tau.split('@')[1]} of phase {args.tau.split('@')[0]} = {t['target']:.3f}, the whole rock's "
               f"(`{Path(args.tau_rock).name}`, grid solver). **{t['passed']}/{t['n']} within 10 %.** τ per axis and the surface "
               "area of the phase, unguided (`reconstruct`, same seed) → guided, measured on the final labels; realism = VAE "
-              "round-trip accuracy of every 4th slice per axis, guided / unguided.", "",
-              "| seed | τ z | τ y | τ x | surface area | realism | time |", "|---|---|---|---|---|---|---|"]
+              "round-trip accuracy of every 4th slice per axis, guided / unguided. Targets: "
+              + ", ".join(f"`{k}={v}`" for k, v in t.get("targets", {}).items())
+              + f"; the phase's fraction in the rock: {t.get('rock_fraction', float('nan')):.4f}.", "",
+              "| seed | τ z | τ y | τ x | surface area | fraction | realism | time |", "|---|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
             ta = r["tau_all_axes"]
             cells = [f"{ta['unguided'][a]:.2f} → **{ta['guided'][a]:.2f}**" if a == args.tau.split("@")[1] else
                      f"{ta['unguided'][a]:.2f} → {ta['guided'][a]:.2f}" for a in AX]
-            L.append(f"| {r['seed']} | {' | '.join(cells)} | {r['sa']['unguided']:.4f} → {r['sa']['guided']:.4f} | "
+            fr = r.get("fraction", {})
+            frac = f"{fr['unguided']:.4f} → {fr['guided']:.4f}" if fr else "–"
+            L.append(f"| {r['seed']} | {' | '.join(cells)} | {r['sa']['unguided']:.4f} → {r['sa']['guided']:.4f} | {frac} | "
                      f"{r['realism']:.4f} / {r['realism_unguided']:.4f} | {r['wall_s']:.0f} s ({r['per_step_s']:.1f} s/step) |")
         L.append("")
     return "\n".join(L)
@@ -316,6 +325,7 @@ def main() -> None:
                     help="s2 set: the model's stored patch S2 or IMAGE's own S2 (the metric's reference)")
     ap.add_argument("--tau", default="0@z")
     ap.add_argument("--tau-rock", default=None)
+    ap.add_argument("--tau-with-vf", action="store_true", help="tau set: also target the rock's fraction of the phase")
     ap.add_argument("--weight", action="append", default=None, help="NAME=W passed to generate")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the committed sets; 0: torch's default)")
     args = ap.parse_args()
