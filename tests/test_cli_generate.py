@@ -26,6 +26,8 @@ def test_generate_writes_volumes_sidecars_and_step_csvs(model_dir, tmp_path, cap
     res = run_cli(capsys, *args)
     assert res.exit_code == 0, res.stderr
     assert "wrote 2 volume(s)" in res.stdout and str(out) in res.stdout
+    # phase 0 has a transport target and no vf target: the run says its fraction is free
+    assert "note: no vf target for phase(s) 0" in res.stdout and "--target vf:0=FRACTION" in res.stdout
     for i in range(2):
         vol = tifffile.imread(out / f"volume_{i:03d}.tif")
         assert vol.shape == (8, 8, 8) and vol.dtype == np.uint8 and vol.max() <= 2
@@ -106,3 +108,13 @@ def test_generate_report_evaluates_the_guided_volumes(model_dir, tmp_path, capsy
     doc = json.loads((out / "metrics.json").read_text())
     assert len(doc["volumes"]) == 1 and doc["volumes"][0]["name"] == "volume_000.tif"
     assert "<html" in (out / "report.html").read_text()[:500].lower()
+
+
+def test_free_fraction_hint_names_only_unpinned_transport_phases():
+    from microlad.cli.generate import free_fraction_hint
+    from microlad.guidance.targets import parse_targets
+
+    assert free_fraction_hint(parse_targets(["vf:1=0.3", "sa:0=0.1"])) == ""
+    assert free_fraction_hint(parse_targets(["tau:0@z=5", "vf:0=0.2"])) == ""
+    hint = free_fraction_hint(parse_targets(["tau:0@z=5", "deff:2@x=0.1", "vf:2=0.3"]))
+    assert "phase(s) 0 " in hint and "vf:0=FRACTION" in hint and "vf:2" not in hint

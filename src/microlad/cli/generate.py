@@ -63,7 +63,10 @@ def generate(
 
     job = load_sharded(path, shape, n, device)
     model, dims, mine, rank, world, t_load = job.model, job.dims, job.mine, job.rank, job.world, job.load_seconds
-    prepare(model, target, weight)  # every target and weight checked before any work
+    parsed, _ = prepare(model, target, weight)  # every target and weight checked before any work
+    hint = free_fraction_hint(parsed)
+    if hint and rank == 0:
+        typer.echo(hint)
     paths = {i: out / f"volume_{i:03d}.tif" for i in mine}
     if not overwrite:
         for p in paths.values():
@@ -99,6 +102,21 @@ def generate(
 def guided_outputs(path: Path) -> tuple[Path, Path, Path]:
     """The files one guided volume writes: the TIFF, its JSON sidecar and the per-step CSV."""
     return path, path.with_suffix(".json"), path.with_suffix(".steps.csv")
+
+
+def free_fraction_hint(targets) -> str:
+    """A note when a transport target's phase has no ``vf`` target: guidance starts from an
+    unmatched volume (L-MPDD shrinks minority phases), so that fraction is free to move
+    (measured on Berea: τ alone ended at a pore fraction of 0.15 against the rock's 0.20)."""
+    from microlad.guidance.targets import TRANSPORT_KINDS
+
+    pinned = {t.phase for t in targets if t.kind == "vf"}
+    free = sorted({t.phase for t in targets if t.kind in TRANSPORT_KINDS and t.phase not in pinned})
+    if not free:
+        return ""
+    pins = " ".join(f"--target vf:{p}=FRACTION" for p in free)
+    return (f"note: no vf target for phase(s) {', '.join(map(str, free))} of the transport target(s): their fractions "
+            f"are free to move (printed as VF start->final); to keep a known porosity add {pins}")
 
 
 def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, device: str = "cpu", overwrite: bool = False,
