@@ -36,6 +36,27 @@ def model_image_parser(doc: str | None = None) -> argparse.ArgumentParser:
     return ap
 
 
+def model_truth_parser(doc: str | None = None, *, name: str = "berea") -> argparse.ArgumentParser:
+    """Argument parser for a model judged against a 3D truth: positional MODEL_DIR and TRUTH
+    (a 3D label volume), ``-n`` volumes, their ``--size``, the ``--phase`` measured, ``--name``."""
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("model_dir")
+    ap.add_argument("truth", type=Path)
+    ap.add_argument("-n", type=int, default=4)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--phase", type=int, default=0)
+    ap.add_argument("--name", default=name)
+    return ap
+
+
+def sub_volumes(volume, size: int) -> list:
+    """The non-overlapping ``size``³ sub-volumes of a 3D array, in z, y, x order."""
+    return [volume[z:z + size, y:y + size, x:x + size] for z in range(0, volume.shape[0] - size + 1, size)
+            for y in range(0, volume.shape[1] - size + 1, size) for x in range(0, volume.shape[2] - size + 1, size)]
+
+
 def machine() -> dict:
     import numpy
     import torch

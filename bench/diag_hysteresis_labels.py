@@ -18,7 +18,6 @@ Usage: python bench/diag_hysteresis_labels.py MODEL TRUTH [-n 4] [--size 128] [-
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NO_PAPER, machine, provenance, save  # noqa: E402
+from _common import NO_PAPER, machine, model_truth_parser, provenance, save, sub_volumes  # noqa: E402
 
 from microlad.bundled import resolve_model
 from microlad.descriptors import percolation, s2_slices, slice_clusters, slice_perimeter_density, specific_surface_area
@@ -102,15 +101,9 @@ def measure(labels: np.ndarray, phase: int, ref_perimeter: float, ref_s2: np.nda
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model_dir")
-    ap.add_argument("truth", type=Path)
-    ap.add_argument("-n", type=int, default=4)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--phase", type=int, default=0)
+    ap = model_truth_parser(__doc__.splitlines()[0])
     ap.add_argument("--cores", default="1,0.5,0.25")
     ap.add_argument("--truth-volumes", type=int, default=8, help="truth sub-volumes measured (τ is slow)")
-    ap.add_argument("--name", default="berea")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     start = machine()
@@ -123,8 +116,7 @@ def main() -> None:
     target = float(model.training_stats.fractions()[args.phase])
     s = args.size
     truth = np.asarray(read_image(args.truth).labels)
-    subs = [truth[z:z + s, y:y + s, x:x + s] for z in range(0, truth.shape[0] - s + 1, s)
-            for y in range(0, truth.shape[1] - s + 1, s) for x in range(0, truth.shape[2] - s + 1, s)][: args.truth_volumes]
+    subs = sub_volumes(truth, s)[: args.truth_volumes]
     cores = [float(c) for c in args.cores.split(",")]
     rows: dict[str, list] = {f"h={c:g}": [] for c in cores}
     rows["truth"] = [measure(v, args.phase, ref_per, ref_s2, True) for v in subs]

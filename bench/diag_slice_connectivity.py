@@ -20,7 +20,6 @@ every ``every``-th; 4-connected clusters (as :func:`microlad.descriptors.slice_c
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import NO_PAPER, machine, provenance, save  # noqa: E402
+from _common import NO_PAPER, machine, model_truth_parser, provenance, save, sub_volumes  # noqa: E402
 
 from microlad.bundled import resolve_model
 from microlad.descriptors import percolation, slice_perimeter_density
@@ -84,14 +83,8 @@ def volume_stats(labels: np.ndarray, phase: int, every: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model_dir")
-    ap.add_argument("truth", type=Path)
-    ap.add_argument("-n", type=int, default=4)
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--phase", type=int, default=0)
+    ap = model_truth_parser(__doc__.splitlines()[0])
     ap.add_argument("--every", type=int, default=4)
-    ap.add_argument("--name", default="berea")
     ap.add_argument("--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -99,8 +92,7 @@ def main() -> None:
     model = load_model(resolve_model(args.model_dir))
     truth = np.asarray(read_image(args.truth).labels)
     s = args.size
-    subs = [truth[z:z + s, y:y + s, x:x + s] for z in range(0, truth.shape[0] - s + 1, s)
-            for y in range(0, truth.shape[1] - s + 1, s) for x in range(0, truth.shape[2] - s + 1, s)]
+    subs = sub_volumes(truth, s)
     t0 = time.time()
     rock = [volume_stats(v, args.phase, args.every) for v in subs]
     t_rock = time.time() - t0
