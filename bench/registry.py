@@ -416,6 +416,10 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --seeds 5 --size 128", 45, needs=(BEREA,),
           note="the measured-property target of issue #10: pore τ along z of the whole rock, 5 × 128³ (about 8 min each)"),
+    Entry("guidance_berea_tau_vf",
+          f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau_vf --sets tau --tau 0@z "
+          f"--tau-rock {BEREA} --tau-with-vf --seeds 5 --size 128", 45, needs=(BEREA,),
+          note="the measured-property target with the rock's porosity pinned too (vf:0 = the rock's pore fraction), 5 × 128³"),
     Entry("evaluate", f"python bench/bench_evaluate.py /tmp/ev_vols --reference {SOFC}", 3,
           setup=("microlad reconstruct sofc-anode --shape 64 64 64 -n 10 --out /tmp/ev_vols --overwrite --no-progress",),
           note="the first run recorded neither its volumes' seed nor the 'image + model' row's reference image; the CLI's "
