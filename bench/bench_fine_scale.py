@@ -59,12 +59,11 @@ import torch
 from _common import NO_PAPER, machine, model_image_parser, provenance, save  # noqa: E402
 
 from microlad.bundled import resolve_model
-from microlad.descriptors import s2_radial, s2_slices, slice_clusters, slice_perimeter_density
+from microlad.descriptors import s2_autocorrelation, s2_radial, s2_slices, slice_clusters, slice_perimeter_density
 from microlad.io import read_image
 from microlad.model import load_model
 from microlad.reconstruct import SliceOptions, interpolate_along, refine_volume, sample_latent_volume, to_slices
 from microlad.reconstruct.api import _target_fractions, smooth_probabilities
-from microlad.reconstruct.calibration import s2_autocorrelation
 from microlad.reconstruct.decode import decode_slices, match_fractions
 from microlad.reconstruct.smoothing import calibrate_sigma
 

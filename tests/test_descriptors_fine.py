@@ -110,3 +110,15 @@ def test_isolated_cluster_density_matches_clear_border_count():
     box[3:5, 3:5, 3:5] = 1
     box[0:2, 7:9, 7:9] = 1  # touches the z = 0 face
     assert isolated_cluster_density(box, phase=1) == pytest.approx(1 / 1000)
+
+
+def test_s2_autocorrelation_takes_the_fraction_out():
+    from microlad.descriptors import s2_autocorrelation, s2_radial
+
+    img = random_field_labels((96, 96), fractions=(0.7, 0.3), correlation_length=2, seed=4)
+    rho = s2_autocorrelation(s2_radial(img, phase=1, cutoff=10, periodic=True))
+    assert rho[0] == pytest.approx(1.0) and np.all(np.diff(rho[:4]) < 0)
+    # white noise at the same fraction: no correlation beyond r = 0
+    noise = np.random.default_rng(0).permutation(img.ravel()).reshape(img.shape)
+    assert np.abs(s2_autocorrelation(s2_radial(noise, phase=1, cutoff=10, periodic=True))[1:]).max() < 0.05
+    assert np.all(s2_autocorrelation(np.array([1.0, 1.0, 1.0])) == 0)  # a phase that fills everything

@@ -11,7 +11,7 @@ TOTAL volume (area); nothing is periodic except the S2 default (``periodic=True`
 from microlad.descriptors._clusters import SliceClusters, isolated_cluster_density, slice_clusters
 from microlad.descriptors._percolation import Percolation, percolating_axes, percolation
 from microlad.descriptors._perimeter import slice_perimeter_density, stereological_surface_area
-from microlad.descriptors._s2 import s2_axis, s2_error, s2_radial, s2_slices
+from microlad.descriptors._s2 import s2_autocorrelation, s2_axis, s2_error, s2_radial, s2_slices
 from microlad.descriptors._surface import SSA_METHODS, specific_surface_area
 from microlad.descriptors._tpb import triple_phase_boundary_density
 from microlad.descriptors._vf import volume_fraction
@@ -22,6 +22,7 @@ __all__ = [
     "s2_axis",
     "s2_slices",
     "s2_error",
+    "s2_autocorrelation",
     "specific_surface_area",
     "SSA_METHODS",
     "triple_phase_boundary_density",

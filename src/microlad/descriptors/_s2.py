@@ -29,7 +29,7 @@ from scipy import fft as sp_fft
 from microlad.descriptors._validate import as_labels, check_axis, check_cutoff, check_phase
 from microlad.errors import InputError, ShapeError
 
-__all__ = ["s2_radial", "s2_axis", "s2_slices", "s2_error"]
+__all__ = ["s2_radial", "s2_axis", "s2_slices", "s2_error", "s2_autocorrelation"]
 
 # Upper bound on the number of float64 values transformed at once (bounds memory for
 # large stacks, e.g. 400 slices of 400 x 400); the chunks are batched FFTs.
@@ -260,3 +260,17 @@ def s2_error(gen_curve: np.ndarray, ref_curve: np.ndarray) -> float | np.ndarray
         raise InputError("reference S2 curve sums to 0 (phase absent); s2_error is undefined")
     err = np.abs(a_gen - a_ref) / a_ref
     return float(err) if err.ndim == 0 else err
+
+
+def s2_autocorrelation(s2: np.ndarray) -> np.ndarray:
+    """S2 with the phase fraction taken out: ρ(r) = (S2(r) − φ²) / (φ − φ²), φ = S2(0).
+
+    ``s2`` is a radial curve (K,) whose entry 0 is r = 0 (e.g. :func:`s2_radial`). ρ is 1 at
+    r = 0 and tends to 0 at long range; it compares feature shape between samples whose
+    phase fractions differ by chance. Zeros where the phase fills all or nothing.
+    """
+    s2 = np.asarray(s2, dtype=float)
+    phi = float(s2[0])
+    if not 0.0 < phi < 1.0:
+        return np.zeros_like(s2)
+    return (s2 - phi * phi) / (phi - phi * phi)

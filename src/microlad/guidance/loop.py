@@ -76,7 +76,7 @@ import torch
 from tqdm.auto import tqdm
 
 from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
-from microlad.descriptors import percolating_axes
+from microlad.descriptors import percolating_axes, volume_fraction
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
@@ -529,7 +529,7 @@ class _Run:
                     # the start as reconstructed, without the VF targets settled
                     start = {term.target.name: self.measure_unsettled(term, finished[1], measured) for term in self.terms}
                     start_spans = spans
-                    start_fractions = _fractions(finished[1], self.vae.config.n_phases)
+                    start_fractions = volume_fraction(finished[1], n_phases=self.vae.config.n_phases).tolist()
                 else:
                     checkpoints.append((self.score(measured), s, zc, spans))
                     last_finished = (s, *finished)
@@ -584,12 +584,8 @@ class _Run:
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
                               probabilities=probs.float().cpu().numpy() if return_probabilities else None,
                               smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step,
-                              phase_fractions={"start": start_fractions, "final": _fractions(labels, self.vae.config.n_phases)})
-
-
-def _fractions(labels: np.ndarray, n_phases: int) -> list[float]:
-    """Phase fractions of a label volume, phases 0..n_phases-1."""
-    return (np.bincount(np.asarray(labels).ravel(), minlength=n_phases)[:n_phases] / np.asarray(labels).size).tolist()
+                              phase_fractions={"start": start_fractions,
+                                               "final": volume_fraction(labels, n_phases=self.vae.config.n_phases).tolist()})
 
 
 def _spans_text(spans: frozenset[tuple[int, int]]) -> str:

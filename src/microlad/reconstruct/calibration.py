@@ -58,8 +58,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["COUPLING_STOP_CANDIDATES", "CouplingCalibration", "calibrate_coupling_stop", "describe_window",
-           "PRIOR_SAMPLER_CANDIDATES", "PriorSamplerCalibration", "calibrate_prior_sampler", "prior_sampler_score",
-           "s2_autocorrelation"]
+           "PRIOR_SAMPLER_CANDIDATES", "PriorSamplerCalibration", "calibrate_prior_sampler", "prior_sampler_score"]
 
 COUPLING_STOP_CANDIDATES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Stops tried, as fractions of the training timesteps (0: couple every step; 1: no step,
@@ -88,6 +87,13 @@ class CouplingCalibration:
                                          "n": self.n, "size": self.size, "seed": self.seed,
                                          "seconds": round(self.seconds, 1),
                                          "score": "largest per-phase paper S2 error vs the training statistics"}}
+
+
+def _scoring_side(model, size: int | None) -> int:
+    """Side of the calibration samples: ``size`` or the training patch size, rounded up to the
+    model's size multiple."""
+    m = model.size_multiple
+    return max(m, -(-int(size or model.patch_size) // m) * m)
 
 
 def describe_window(stop: float) -> str:
@@ -132,9 +138,7 @@ def calibrate_coupling_stop(
     if stats.s2_radial_mean is None or stats.s2_cutoff is None:
         return None
     reference = np.asarray(stats.s2_radial_mean, dtype=float)
-    m = model.size_multiple
-    side = int(size or model.patch_size)
-    side = max(m, -(-side // m) * m)
+    side = _scoring_side(model, size)
     cutoff = min(int(stats.s2_cutoff), side // 2, reference.shape[-1] - 1)
     reference = reference[:, : cutoff + 1]
     periodic = bool(stats.s2_periodic)
@@ -199,16 +203,6 @@ class PriorSamplerCalibration:
                                          "rho = (S2 - phi^2) / (phi - phi^2), vs the training statistics"}}
 
 
-def s2_autocorrelation(s2: np.ndarray) -> np.ndarray:
-    """ρ(r) = (S2(r) − φ²) / (φ − φ²) with φ = S2(0), for a radial S2 curve (K,) whose entry 0
-    is r = 0: S2 with the phase fraction taken out (1 at r = 0, → 0 at long range); zeros
-    where the phase fills all or nothing."""
-    phi = float(s2[0])
-    if not 0.0 < phi < 1.0:
-        return np.zeros_like(s2)
-    return (s2 - phi * phi) / (phi - phi * phi)
-
-
 def prior_sampler_score(
     labels: np.ndarray, perimeter_ref: Sequence[float], s2_ref: np.ndarray
 ) -> tuple[float, list, list]:
@@ -232,7 +226,7 @@ def prior_sampler_score(
         the fraction-free S2, Δρ(r) · (1 − φ_train) (see the module notes; ``None`` for a
         phase absent from the training statistics).
     """
-    from microlad.descriptors import s2_radial, slice_perimeter_density
+    from microlad.descriptors import s2_autocorrelation, s2_slices, slice_perimeter_density
 
     s2_ref = np.asarray(s2_ref, dtype=float)
     r = min(PRIOR_S2_RADIUS, s2_ref.shape[-1] - 1)
@@ -244,7 +238,7 @@ def prior_sampler_score(
             s2_err.append(None)
             continue
         e_l = slice_perimeter_density(labels, phase=p, axis=0) / float(ref_l) - 1.0
-        s2 = np.mean([s2_radial(lab, phase=p, cutoff=r, periodic=False) for lab in labels], axis=0)
+        s2 = s2_slices(labels, phase=p, axis=0, cutoff=r, periodic=False)  # mean over the samples
         dev = (s2_autocorrelation(s2) - s2_autocorrelation(ref_s2))[1:] * (1.0 - ref_s2[0])
         e_s2 = float(dev[np.abs(dev).argmax()])
         per_err.append(float(e_l))
@@ -271,20 +265,20 @@ def calibrate_prior_sampler(
     stats = model.training_stats
     if stats.s2_radial_mean is None or stats.specific_surface_area is None:
         return None
-    m = model.size_multiple
-    side = int(size or model.patch_size)
-    side = max(m, -(-side // m) * m)
+    side = _scoring_side(model, size)
     t0 = time.perf_counter()
     scores: dict[str, float] = {}
     per: dict[str, list] = {}
     s2: dict[str, list] = {}
     frac: dict[str, list] = {}
+    from microlad.descriptors import volume_fraction
+
     ref_vf = np.asarray(stats.s2_radial_mean, dtype=float)[:, 0]  # S2(0) = the patches' phase fractions
     for sampler, steps in candidates:
         key = f"{sampler}:{int(steps)}"
         labels = model.sample_2d(n, size=side, steps=int(steps), sampler=sampler, seed=seed, progress=progress)
         scores[key], per[key], s2[key] = prior_sampler_score(labels, stats.specific_surface_area, stats.s2_radial_mean)
-        frac[key] = [float((labels == p).mean() - f) for p, f in enumerate(ref_vf)]
+        frac[key] = (volume_fraction(labels, n_phases=len(ref_vf)) - ref_vf).tolist()
     best = min(scores, key=scores.__getitem__)  # the first of equal scores, in candidate order
     sampler, steps = best.split(":")
     return PriorSamplerCalibration(sampler=sampler, steps=int(steps), scores=scores, perimeter_error=per, s2_error=s2,
