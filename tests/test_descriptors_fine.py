@@ -122,3 +122,40 @@ def test_s2_autocorrelation_takes_the_fraction_out():
     noise = np.random.default_rng(0).permutation(img.ravel()).reshape(img.shape)
     assert np.abs(s2_autocorrelation(s2_radial(noise, phase=1, cutoff=10, periodic=True))[1:]).max() < 0.05
     assert np.all(s2_autocorrelation(np.array([1.0, 1.0, 1.0])) == 0)  # a phase that fills everything
+
+
+def _ball(n: int, r: float) -> np.ndarray:
+    z, y, x = np.mgrid[:n, :n, :n] - (n - 1) / 2
+    return z * z + y * y + x * x <= r * r
+
+
+def test_euler_characteristic_of_analytic_shapes():
+    from microlad.descriptors import euler_characteristic_density
+
+    n = 24
+    ball = _ball(n, 8)
+    chi = lambda m: euler_characteristic_density(m.astype(np.uint8), phase=1) * m.size  # noqa: E731
+    assert chi(ball) == pytest.approx(1)
+    two = ball.copy()
+    two[:, :, :3] = True  # a slab apart from the ball: two pieces
+    assert chi(two) == pytest.approx(2)
+    ring = ball.copy()
+    ring[:, n // 2 - 2:n // 2 + 2, n // 2 - 2:n // 2 + 2] = False  # a tunnel drilled along z
+    assert chi(ring) == pytest.approx(0)
+    shell = ball & ~_ball(n, 5)  # a hollow ball: one piece, one cavity
+    assert chi(shell) == pytest.approx(2)
+    frame = np.zeros((n, n, n), bool)  # the 12 edges of a cube: genus 5
+    a, b = 4, 19
+    for ax in range(3):
+        for i in (a, b):
+            for j in (a, b):
+                idx = [slice(i, i + 2), slice(j, j + 2)]
+                idx.insert(ax, slice(a, b + 2))
+                frame[tuple(idx)] = True
+    assert chi(frame) == pytest.approx(1 - 5)
+    # the pore phase of the complement sees the cavity as a component: 2-D disc and annulus
+    disc = _disc(40, 12, 20, 20).astype(bool)
+    annulus = disc & ~_disc(40, 5, 20, 20).astype(bool)
+    assert euler_characteristic_density(disc.astype(np.uint8), phase=1, voxel_size=0.5) == pytest.approx(1 / (1600 * 0.25))
+    assert euler_characteristic_density(annulus.astype(np.uint8), phase=1) == pytest.approx(0)
+    assert euler_characteristic_density(np.zeros((5, 5, 5), np.uint8), phase=1) == 0

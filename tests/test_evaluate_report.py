@@ -55,7 +55,7 @@ def test_cli_writes_metrics_json_with_the_documented_schema(cli_run, capsys):
     assert doc["s2_error"]["overall"] == pytest.approx(overall)
     m0 = doc["volumes"][0]["metrics"]
     for key in ("vf", "s2", "s2_error", "s2_small_r", "perimeter_density", "surface_area", "cluster_density", "cluster_mean_area",
-                "cluster_weighted_area", "anisotropy", "spanning_fraction", "isolated_cluster_density", "tpb_density", "tortuosity", "effective_diffusivity"):
+                "cluster_weighted_area", "anisotropy", "spanning_fraction", "isolated_cluster_density", "euler_density", "tpb_density", "tortuosity", "effective_diffusivity"):
         assert key in m0 and key in doc["summary"]["mean"] and key in doc["summary"]["std"], key
     assert set(m0["s2"]) == {"0", "1", "2"} and set(m0["s2"]["0"]) == {"z", "y", "x"} and len(m0["s2"]["0"]["z"]) == 13
     assert set(m0["tortuosity"]["1"]) == {"z", "y", "x"} and isinstance(m0["tpb_density"], float)

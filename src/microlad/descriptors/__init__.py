@@ -8,7 +8,7 @@ Conventions: volumes are (Z, Y, X) label arrays, 2-D images (Y, X), with integer
 0..P-1; lengths are in voxels unless ``voxel_size`` is given; densities are per unit
 TOTAL volume (area); nothing is periodic except the S2 default (``periodic=True``).
 """
-from microlad.descriptors._clusters import SliceClusters, isolated_cluster_density, slice_clusters
+from microlad.descriptors._clusters import SliceClusters, euler_characteristic_density, isolated_cluster_density, slice_clusters
 from microlad.descriptors._percolation import Percolation, percolating_axes, percolation
 from microlad.descriptors._perimeter import slice_perimeter_density, stereological_surface_area
 from microlad.descriptors._s2 import s2_autocorrelation, s2_axis, s2_error, s2_radial, s2_slices
@@ -34,4 +34,5 @@ __all__ = [
     "slice_clusters",
     "SliceClusters",
     "isolated_cluster_density",
+    "euler_characteristic_density",
 ]

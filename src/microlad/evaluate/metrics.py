@@ -6,7 +6,7 @@ sub-volume of a 3-D reference and a 2-D reference patch all go through the same
 descriptor functions (:mod:`microlad.descriptors`, :func:`microlad.evaluate.properties`),
 so a reference compared with itself differs by exactly zero. 2-D patches have no axis:
 their per-axis metrics are the same for the three axes (the reference for the slices
-normal to each axis); 3-D-only metrics (transport, TPB, isolated clusters) are absent.
+normal to each axis); 3-D-only metrics (transport, TPB, isolated clusters, Euler characteristic) are absent.
 
 Conventions: S2 is non-periodic (overlap-normalised), as in the training statistics;
 ``s2`` of a volume along axis a is the radial S2 of its 2-D slices normal to a;
@@ -54,6 +54,8 @@ SPECS: dict[str, MetricSpec] = {
     "anisotropy": MetricSpec(("phase",), "anisotropy", 0, "(max - min) / mean over axes of the line-S2 sums"),
     "spanning_fraction": MetricSpec(("phase", "axis"), "spanning fraction", 0, "fraction of the phase in clusters touching both faces normal to the axis"),
     "isolated_cluster_density": MetricSpec(("phase",), "isolated clusters / volume", -3, "6-connected clusters touching no face, per unit volume"),
+    "euler_density": MetricSpec(("phase",), "Euler characteristic / volume", -3,
+                                "6-connected components - tunnels + cavities per unit volume (negative: a looped network); not a section statistic"),
     "tpb_density": MetricSpec((), "TPB density", -2, "triple-phase boundary length per unit volume"),
     "tortuosity": MetricSpec(("phase", "axis"), "tortuosity", 0, "tortuosity factor eps D/D_eff (NaN: does not percolate)"),
     "effective_diffusivity": MetricSpec(("phase", "axis"), "D_eff / D", 0, "effective diffusivity relative to the bulk"),
@@ -144,6 +146,7 @@ def volume_metrics(volume: np.ndarray, opts: MetricOptions) -> dict[str, np.ndar
         "surface_area": per_phase(lambda e: e["specific_surface_area"], ()),
         "spanning_fraction": per_phase(lambda e: [e["spanning_fraction"][a] for a in AXES], (3,)),
         "isolated_cluster_density": np.array([d.isolated_cluster_density(volume, phase=p, voxel_size=opts.voxel_size) for p in range(p_)]),
+        "euler_density": np.array([d.euler_characteristic_density(volume, phase=p, voxel_size=opts.voxel_size) for p in range(p_)]),
     }
     out["anisotropy"] = anisotropy(out["s2_line"])
     out.update(_slice_metrics(volume, opts, range(3)))

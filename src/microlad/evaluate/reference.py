@@ -228,7 +228,7 @@ def reference_from_images(
     return _from_samples(samples, center=center, group=g, seed=seed, kind="images", sources=tuple(sources), n_phases=opts.n_phases, cutoff=opts.cutoff,
                          sample_shape=(patch, patch), previews=tuple(crops[:3]),
                          notes=("VF and S2 reference: the whole image(s); other means: the images' tiles; spreads: the patches",
-                                "2-D reference: transport, TPB and isolated-cluster statistics need a 3-D reference",
+                                "2-D reference: transport, TPB, isolated-cluster and Euler-characteristic statistics need a 3-D reference",
                                 "surface area reference: stereological 4/pi L_A of the patches"))
 
 

@@ -3,10 +3,10 @@
 Rules (``Δ = mean over volumes - reference mean``, ``σ`` the reference's ``spread``: the std
 over its sub-volumes, or over groups of patches worth one volume (see
 :mod:`microlad.evaluate.reference`), floored at ``REL_FLOOR · |reference|`` so that a reference with
-almost no spread does not fail a 1 % difference, and for ``isolated_cluster_density``
-at one cluster per evaluated volume, the resolution of a count):
+almost no spread does not fail a 1 % difference, and for the counts ``isolated_cluster_density``
+and ``euler_density`` at one per evaluated volume, the resolution of a count):
 
-* spread metrics (VF, perimeter, surface area, clusters, spanning fraction, TPB,
+* spread metrics (VF, perimeter, surface area, clusters, spanning fraction, Euler characteristic, TPB,
   tortuosity, D_eff): pass if ``|Δ| <= Z_PASS σ``, warn if ``<= Z_WARN σ``, else fail;
 * ``anisotropy`` (one-sided: only more anisotropic than the reference is bad): the
   same on ``Δ`` instead of ``|Δ|``;
@@ -111,7 +111,7 @@ def compare(mean: dict[str, np.ndarray], std: dict[str, np.ndarray], reference: 
             else:
                 ref, rs = _element(reference.mean.get(name), idx), _element(reference.spread.get(name), idx)
                 delta = v - ref
-                floor = 1.0 / sample_volume if name == "isolated_cluster_density" else 0.0
+                floor = 1.0 / sample_volume if name in ("isolated_cluster_density", "euler_density") else 0.0
                 status = _spread_status(delta if name == "anisotropy" else abs(delta), ref, rs, floor)
             checks.append(Check(name, phase, axis, v, vs, ref, rs, tol, status))
     return checks
