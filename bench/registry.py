@@ -291,6 +291,17 @@ ENTRIES: tuple[Entry, ...] = (
           "--variants default,unsmoothed,plain --name berea", 12,
           note="2D connectivity statistics (weighted cluster size, largest cluster, Euler, lineal path) of the rock's slices, "
                "of default reconstructions' slices and of the 2D prior's samples: is there a 2D-visible connectivity deficit?"),
+    Entry("directional_berea",
+          f"python bench/diag_directional.py {BEREA} --phase 0 --size 128 --set default=/tmp/directional/default "
+          "--set tau_vf_guided=/tmp/directional/tau_vf --set tau_guided=/tmp/directional/tau --name berea", 75,
+          setup=("microlad reconstruct bench/models/berea-default --shape 128 128 128 -n 4 --seed 1000 "
+                 "--out /tmp/directional/default --overwrite --no-progress",
+                 "microlad generate bench/models/berea-default --shape 128 128 128 --target tau:0@z=4.96 "
+                 "--target vf:0=0.1979 --seed 2000 -n 4 --out /tmp/directional/tau_vf --overwrite --no-progress",
+                 "microlad generate bench/models/berea-default --shape 128 128 128 --target tau:0@z=4.96 "
+                 "--seed 2000 -n 2 --out /tmp/directional/tau --overwrite --no-progress"),
+          note="S2 and lineal path along axes, face and body diagonals, 3D Euler characteristic, spanning and tau of the "
+               "rock, default reconstructions and tau-guided volumes: which statistic tracks tau?"),
     Entry("hysteresis_berea",
           f"python bench/diag_hysteresis_labels.py bench/models/berea-default {BEREA} -n 4 --size 128 --cores 1,0.25,0.05 "
           "--name berea", 15,
