@@ -54,7 +54,7 @@ SPECS: dict[str, MetricSpec] = {
     "anisotropy": MetricSpec(("phase",), "anisotropy", 0, "(max - min) / mean over axes of the line-S2 sums"),
     "spanning_fraction": MetricSpec(("phase", "axis"), "spanning fraction", 0, "fraction of the phase in clusters touching both faces normal to the axis"),
     "isolated_cluster_density": MetricSpec(("phase",), "isolated clusters / volume", -3, "6-connected clusters touching no face, per unit volume"),
-    "euler_density": MetricSpec(("phase",), "Euler characteristic / volume", -3,
+    "euler_density": MetricSpec(("phase",), "Euler number / volume", -3,
                                 "6-connected components - tunnels + cavities per unit volume (negative: a looped network); not a section statistic"),
     "tpb_density": MetricSpec((), "TPB density", -2, "triple-phase boundary length per unit volume"),
     "tortuosity": MetricSpec(("phase", "axis"), "tortuosity", 0, "tortuosity factor eps D/D_eff (NaN: does not percolate)"),
