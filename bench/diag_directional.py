@@ -136,8 +136,13 @@ def main() -> None:
         cells = []
         for n in names:
             v = np.array([s[key] for s in sets[n]], dtype=float)
+            blocked = int((~np.isfinite(v)).sum())  # τ of an axis the phase does not span
+            v = v[np.isfinite(v)]
+            if not len(v):
+                cells.append(f"none spans ({blocked})")
+                continue
             m, se = v.mean(), v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else float("nan")
-            cell = f"{m:.4g} ± {se:.2g}"
+            cell = f"{m:.4g} ± {se:.2g}" + (f" ({blocked} of {blocked + len(v)} do not span)" if blocked else "")
             if n == "rock":
                 cell += f" ({v.std(ddof=1):.2g})"
             else:
@@ -152,7 +157,8 @@ def main() -> None:
         f"Phase {args.phase}; rock: the non-overlapping {args.size}³ sub-volumes of `{Path(args.truth).name}`; mean ± "
         "standard error over volumes (rock: its std in brackets); relative: to the rock's mean. ρ: normalised S2 "
         "(S2 − φ²)/(φ − φ²); L: lineal path; at the lag in voxels along the axes, face diagonals and body diagonals "
-        "(non-periodic, every direction of the family averaged); Euler: skimage, 6-connected phase; τ: grid solver.\n\n"
+        "(non-periodic, every direction of the family averaged); Euler: skimage, 6-connected phase; τ: grid solver, mean "
+        "over the volumes whose phase spans the axis.\n\n"
         f"{table}\n"
     )
     save(f"directional_{args.name}", {"sets": sets, "machine": machine()}, md)

@@ -293,9 +293,12 @@ ENTRIES: tuple[Entry, ...] = (
                "of default reconstructions' slices and of the 2D prior's samples: is there a 2D-visible connectivity deficit?"),
     Entry("directional_berea",
           f"python bench/diag_directional.py {BEREA} --phase 0 --size 128 --set default=/tmp/directional/default "
-          "--set tau_vf_guided=/tmp/directional/tau_vf --set tau_guided=/tmp/directional/tau --name berea", 75,
+          "--set ancestral=/tmp/directional/ancestral --set tau_vf_guided=/tmp/directional/tau_vf --set tau_guided=/tmp/directional/tau "
+          "--name berea", 85,
           setup=("microlad reconstruct bench/models/berea-default --shape 128 128 128 -n 4 --seed 1000 "
                  "--out /tmp/directional/default --overwrite --no-progress",
+                 "microlad reconstruct bench/models/berea-default --shape 128 128 128 -n 4 --seed 1000 --sampler ancestral "
+                 "--steps 100 --out /tmp/directional/ancestral --overwrite --no-progress",
                  "microlad generate bench/models/berea-default --shape 128 128 128 --target tau:0@z=4.96 "
                  "--target vf:0=0.1979 --seed 2000 -n 4 --out /tmp/directional/tau_vf --overwrite --no-progress",
                  "microlad generate bench/models/berea-default --shape 128 128 128 --target tau:0@z=4.96 "
