@@ -146,7 +146,8 @@ def main() -> None:
             if n == "rock":
                 cell += f" ({v.std(ddof=1):.2g})"
             else:
-                ref = rock[key].mean()
+                finite = rock[key][np.isfinite(rock[key])]
+                ref = finite.mean() if len(finite) else 0.0
                 cell += f", {100 * (m / ref - 1):+.0f} %" if ref else ""
             cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
