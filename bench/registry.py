@@ -239,6 +239,24 @@ ENTRIES: tuple[Entry, ...] = (
                 f"--name {name}_vae3200", 4, needs=(f"/work/runs/{name}-vae3200-full",),
                 note=f"model: `microlad train {upper} --out /work/runs/{name}-vae3200-full --vae-steps 3200 --vae-rounds 1 "
                      "--threads 1` (default settings otherwise: 2500 LDM steps, coupling window calibrated)"))),
+    *(entry
+      for name, image in (("nmc", NMC), ("composite", COMPOSITE))
+      for entry in (
+          Entry(f"fine_scale_{name}_vae24_prior",
+                f"python bench/bench_fine_scale.py /work/runs/{name}-vae24 {image} -n 6 --variants prior_2d_model "
+                f"--name {name}_vae24_prior", 1, needs=(f"/work/runs/{name}-vae24",),
+                note=f"the 2D prior of a model with a 1.5x wider VAE: `microlad train {image} --out /work/runs/{name}-vae24 "
+                     "--threads 1 --config CFG`, CFG = {\"vae_config\": {\"base_channels\": 24, \"channel_multipliers\": [1, 2, 4]}}; "
+                     f"baseline: fine_scale_{name}_prior_model"),
+          Entry(f"fine_scale_{name}_vae24_3d",
+                f"python bench/bench_fine_scale.py /work/runs/{name}-vae24 {image} -n 6 --variants default "
+                f"--name {name}_vae24_3d", 2, needs=(f"/work/runs/{name}-vae24",),
+                note=f"3D default reconstructions of the wider-VAE model (see fine_scale_{name}_vae24_prior)"),
+          Entry(f"fine_scale_{name}_default_3d",
+                f"python bench/bench_fine_scale.py /work/runs/{name}-default {image} -n 6 --variants default "
+                f"--name {name}_default_3d", 2, needs=(f"/work/runs/{name}-default",),
+                note=f"the same seeds on the default-VAE model `/work/runs/{name}-default` (`microlad train {image} --out "
+                     f"/work/runs/{name}-default --threads 1`), baseline of fine_scale_{name}_vae24_3d"))),
     Entry("fidelity_composite_calibrated",
           f"python bench/bench_fidelity.py /work/runs/cal/composite-mirror {COMPOSITE} --name composite_calibrated", 10,
           needs=("/work/runs/cal/composite-mirror",), note=CAL_NOTE),
