@@ -130,14 +130,17 @@ def main() -> None:
     ap.add_argument("--sampler", default="ddim", help="L-MPDD sampler (ddim | ancestral)")
     ap.add_argument("--steps", type=int, default=None, help="L-MPDD steps (default: reconstruct's)")
     ap.add_argument("--average-axes", action="store_true", help="L-MPDD averages the three orientations at every step (3x cost)")
+    ap.add_argument("--moments", choices=("none", "mean", "both"), default=None,
+                    help="match each L-MPDD step's clean estimate per channel to the 2D prior's mean, or mean and std "
+                         "(default: reconstruct's default, match_latent_mean)")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     from microlad.bundled import resolve_model
-    from microlad.defaults import RECONSTRUCT_STEPS
+    from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_STEPS
     from microlad.model import load_model
-    from microlad.reconstruct.api import _target_fractions, smooth_probabilities
+    from microlad.reconstruct.api import _target_fractions, lmpdd_moments, smooth_probabilities
     from microlad.reconstruct.decode import match_fractions
     from microlad.reconstruct.lmpdd import sample_latent_volume
     from microlad.reconstruct.options import SliceOptions
@@ -152,6 +155,10 @@ def main() -> None:
     variants = args.variants.split(",")
     with_tau = not args.no_tau
     rows = {v: [] for v in variants}
+    use_moments = args.moments or ("mean" if RECONSTRUCT_MATCH_LATENT_MEAN else "none")
+    moments = lmpdd_moments(model, args.sampler, args.steps or RECONSTRUCT_STEPS) if use_moments != "none" else None
+    if use_moments == "mean":
+        moments = (moments[0], None)
     t_start, start = time.time(), machine()
     for i in range(args.n):
         seed = args.seed + i
@@ -159,7 +166,8 @@ def main() -> None:
         s = args.size
         z = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, s // f, s // f, s // f),
                                  coupling_stop=model.coupling_stop, generator=gen, options=opts, sampler=args.sampler,
-                                 steps=args.steps or RECONSTRUCT_STEPS, average_axes=args.average_axes)
+                                 steps=args.steps or RECONSTRUCT_STEPS, average_axes=args.average_axes,
+                                 moments=moments)
         raw = vae.denormalize(z.movedim(0, 1)).movedim(1, 0)
         per_axis = decode_axes(vae, raw, opts)  # decoding is shared; the variants differ in fusion and finish
         for v in variants:
@@ -180,7 +188,7 @@ def main() -> None:
     truth = truth_stats(truth_path, args.phase, args.size, with_tau) if args.truth else None
     meta = {"model": args.model, "truth": args.truth, "phase": args.phase, "n": args.n, "size": args.size,
             "seeds": f"{args.seed}..{args.seed + args.n - 1}", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
-            "wall_s": time.time() - t_start, "command": "python bench/bench_fidelity_levers.py " + " ".join(sys.argv[1:]),
+            "wall_s": time.time() - t_start, "match_moments": use_moments, "command": "python bench/bench_fidelity_levers.py " + " ".join(sys.argv[1:]),
             "stereological_ssa": (4 / math.pi * ref_la).tolist()}
     data = {"meta": meta, "rows": rows, "truth": truth}
     save(f"levers_{args.name}", data, markdown(args, data, start))
@@ -204,7 +212,8 @@ def markdown(args, data, start) -> str:
                     "it names surface area and connectivity as what 2D data may miss)"), "",
          f"Model `{args.model}`; {args.n} × {args.size}³ volumes (seeds {meta['seeds']}), every variant finishing the same "
          f"L-MPDD latent (sampler {args.sampler}, {args.steps or 'default'} steps"
-         f"{', the three orientations averaged at every step' if args.average_axes else ''}). Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
+         f"{', the three orientations averaged at every step' if args.average_axes else ''}"
+         f"{', each step' + chr(39) + 's clean estimate matched to the 2D prior' + chr(39) + 's ' + {'mean': 'mean', 'both': 'mean and std'}[meta['match_moments']] if meta.get('match_moments', 'none') != 'none' else ', no moment matching'}). Mean ± standard error over volumes. Perimeter: slice perimeter density L_A (slices normal to z, y, x "
          "pooled) relative to the training images' (stored in the model), per phase. SA: 3D surface area of phase "
          f"{ph} (marching cubes, 1/voxel); the stereological value from the training images is 4/π·L_A = "
          f"{meta['stereological_ssa'][ph]:.4f}. Spanning: fraction of phase {ph} in clusters touching both faces, mean over "

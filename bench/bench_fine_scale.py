@@ -63,11 +63,12 @@ from microlad.descriptors import s2_autocorrelation, s2_radial, s2_slices, slice
 from microlad.io import read_image
 from microlad.model import load_model
 from microlad.reconstruct import SliceOptions, interpolate_along, refine_volume, sample_latent_volume, to_slices
-from microlad.reconstruct.api import _target_fractions, smooth_probabilities
+from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_STEPS
+from microlad.reconstruct.api import _target_fractions, lmpdd_moments, smooth_probabilities
 from microlad.reconstruct.decode import decode_slices, match_fractions
 from microlad.reconstruct.smoothing import calibrate_sigma
 
-VARIANTS = ("prior_2d", "prior_2d_ddim50", "prior_2d_dpm", "default", "dpm", "common_width", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
+VARIANTS = ("prior_2d", "prior_2d_ddim50", "prior_2d_dpm", "default", "moments", "no_moments", "dpm", "common_width", "unsmoothed", "k0", "k3", "axis0_only", "logit_mean", "plain")
 R_SMALL = 8
 PATCH = 64
 
@@ -145,7 +146,17 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     stop = float(variant.split("_")[-1]) if variant.startswith("coupled_until_") else model.coupling_stop
     shape = (vae.config.latent_channels, size // f, size // f, size // f)
     stop_t = int(variant.removeprefix("stop_")) if variant.startswith("stop_") else None
+    # moment matching of the L-MPDD clean estimates: "moments" (mean and std), "moments_mean",
+    # "moments_std", "moments_F" (mean and std at t >= F·T only), "no_moments"; others: reconstruct's default
+    moments = variant.startswith("moments") or (RECONSTRUCT_MATCH_LATENT_MEAN and variant != "no_moments")
+    mstop = float(variant.removeprefix("moments_")) if variant.startswith("moments_") and variant[8:9].isdigit() else 0.0
+    mom = lmpdd_moments(model, "dpm2m" if variant == "dpm" else "ddim", RECONSTRUCT_STEPS) if moments else None
+    if mom is not None and (variant == "moments_mean" or not variant.startswith("moments")):
+        mom = (mom[0], None)  # the mean only: reconstruct's match_latent_mean
+    elif mom is not None and variant == "moments_std":
+        mom = (None, mom[1])
     z = sample_latent_volume(unet, model.schedule, shape, slice_coupling=variant != "plain", coupling_stop=stop,
+                             moments=mom, moments_stop=mstop,
                              generator=gen, sampler="dpm2m" if variant == "dpm" else "ddim",
                              on_step=None if stop_t is None else (lambda i, t, axis, z_t, x0: t <= stop_t))
     if variant.startswith("harmonise_"):
@@ -164,7 +175,7 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant in ("default", "dpm") or variant.startswith(("coupled_until_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant in ("default", "dpm", "moments", "no_moments") or variant.startswith(("coupled_until_", "moments_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
     elif variant == "common_width":
         ref = [float(v) for v in model.training_stats.specific_surface_area]

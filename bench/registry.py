@@ -452,6 +452,27 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau_vf --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --tau-with-vf --seeds 5 --size 128", 45, needs=(BEREA,),
           note="the measured-property target with the rock's porosity pinned too (vf:0 = the rock's pore fraction), 5 × 128³"),
+    # L-MPDD's latent drift (match_latent_mean, 2026-12-07 evening): the same seeds without it, with it (the
+    # default since) and with the std matched too
+    *(Entry(f"levers_berea_moments_{m}",
+            "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+            f"--variants smooth --moments {m} --name berea_moments_{m}", 9, needs=(BEREA,),
+            note="8 × 128³ default reconstructions of the committed Berea model; --moments: none = L-MPDD before "
+                 "2026-12-07 evening, mean = match_latent_mean (the default since), both = mean and std matched")
+      for m in ("none", "mean", "both")),
+    *(Entry(f"levers_leopard_moments_{m}",
+            "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 6 "
+            f"--variants smooth --moments {m} --name leopard_moments_{m}", 2, needs=("/work/runs/leopard-new",),
+            note="Leopard without / with latent-mean matching; model: see levers_leopard")
+      for m in ("none", "mean")),
+    *(Entry(f"fine_scale_{name}_latent_mean",
+            f"python bench/bench_fine_scale.py {model} {image} -n 6 --variants no_moments,default,moments,moments_std "
+            f"--name {name}_latent_mean", 4, needs=needs,
+            note="the default reconstruction without latent-mean matching (no_moments), with it (default), with the mean "
+                 "and std matched (moments) and with the std alone (moments_std)")
+      for name, model, image, needs in (("sofc", SOFC_MODEL, SOFC, ()), ("carbonate", CARBONATE_MODEL, CARBONATE, ()),
+                                        ("composite", "/work/runs/composite-default", COMPOSITE, ("/work/runs/composite-default",)),
+                                        ("nmc", "/work/runs/nmc-default", NMC, ("/work/runs/nmc-default",)))),
     Entry("evaluate", f"python bench/bench_evaluate.py /tmp/ev_vols --reference {SOFC}", 3,
           setup=("microlad reconstruct sofc-anode --shape 64 64 64 -n 10 --out /tmp/ev_vols --overwrite --no-progress",),
           note="the first run recorded neither its volumes' seed nor the 'image + model' row's reference image; the CLI's "

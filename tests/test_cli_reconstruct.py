@@ -72,6 +72,18 @@ def test_reconstruct_with_the_second_order_sampler(model_dir, tmp_path, capsys):
     assert not np.array_equal(vol["a"], vol["c"])  # a different sampler from the same noise
 
 
+def test_reconstruct_match_latent_mean_flag(model_dir, tmp_path, capsys):
+    """--match-latent-mean (the default) is recorded, and --no-match-latent-mean changes the volume."""
+    args = ["reconstruct", model_dir, "--shape", "8", "8", "8", "--steps", "4", "--refine", "0", "--no-progress", "--no-match-vf"]
+    on = run_cli(capsys, *args, "--out", tmp_path / "on")
+    off = run_cli(capsys, *args, "--no-match-latent-mean", "--out", tmp_path / "off")
+    assert on.exit_code == off.exit_code == 0, on.stderr + off.stderr
+    side = {k: json.loads((tmp_path / k / "volume_000.json").read_text())["config"] for k in ("on", "off")}
+    assert side["on"]["match_latent_mean"] is True and side["off"]["match_latent_mean"] is False
+    pon, poff = (tifffile.imread(tmp_path / k / "volume_000.tif") for k in ("on", "off"))
+    assert not np.array_equal(pon, poff)
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

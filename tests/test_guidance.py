@@ -265,8 +265,8 @@ def test_finish_smoothing_width_is_calibrated_once_on_the_start_and_kept(sofc_mo
 
 
 def test_vf_targets_are_settled_exactly_and_what_sds_reached_is_reported(sofc_model, one_torch_thread):
-    # one checkpoint (the last step): both runs return the same latent
-    kw = dict(steps=8, lmpdd_steps=5, seed=1, progress=False, calibrate_every=0)
+    # one checkpoint (the last step, no extension): both runs return the same latent
+    kw = dict(steps=8, max_steps=8, lmpdd_steps=5, seed=1, progress=False, calibrate_every=0)
     res = generate(sofc_model, (16, 16, 16), ["vf:1=0.40"], **kw)[0]
     vf = res.terms[0]
     assert vf.achieved == pytest.approx(float((res.labels == 1).mean()))

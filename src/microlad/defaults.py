@@ -19,6 +19,16 @@ models that store no calibrated choice (``config.prior_sampler``,
 :func:`microlad.reconstruct.calibration.calibrate_prior_sampler`; models trained before
 2026-12-07 midday)."""
 
+RECONSTRUCT_MATCH_LATENT_MEAN = True
+"""Shift every L-MPDD step's clean estimate per latent channel to the mean of the 2D
+prior's own clean estimates at that step (``match_latent_mean``,
+:mod:`microlad.reconstruct.moments`). Chosen because L-MPDD's latent drifts against
+minority phases and its pores connect worse for it: on Berea (8 × 128³) every axis of
+every volume spans and the spanning fraction and tortuosity move toward the rock's, on
+Leopard the slices lose their excess boundary, and the SOFC, carbonate, composite and NMC
+volumes' fine-scale statistics do not change beyond their standard error (BENCHMARKS.md,
+fine-scale findings)."""
+
 RECONSTRUCT_REFINE = 1
 """Three-axis refinement passes K (``refine``). Chosen because a second pass changes far
 fewer voxels than the first and the slice-S2 fidelity does not improve (BENCHMARKS.md)."""

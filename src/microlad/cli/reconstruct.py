@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import typer
 
-from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -27,6 +27,7 @@ def reconstruct(
     average_axes: bool = typer.Option(False, "--average-axes", help="Average the three orientations' predictions at every step (3x cost)."),
     slice_coupling: bool = typer.Option(True, "--slice-coupling/--no-slice-coupling", help="Couple slices across the slicing axis so correlation is isotropic (--no-slice-coupling: the paper's plain L-MPDD)."),
     coupling_stop: Optional[float] = typer.Option(None, "--coupling-stop", help="Couple slices only at timesteps t >= F·T, F in [0, 1] (default: the value calibrated for the model at training, else 0 = every step).", show_default=False),
+    match_latent_mean: bool = typer.Option(RECONSTRUCT_MATCH_LATENT_MEAN, "--match-latent-mean/--no-match-latent-mean", help="Shift every L-MPDD step's clean estimate, per latent channel, to the 2D prior's mean at that step (undoes L-MPDD's drift against minority phases; --no-match-latent-mean: L-MPDD without it)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
@@ -86,7 +87,7 @@ def reconstruct(
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, slice_coupling=slice_coupling, coupling_stop=stop, periodic=periodic,
-            memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth,
+            memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth, match_latent_mean=match_latent_mean,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -94,7 +95,7 @@ def reconstruct(
             "index": i,
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
-                       "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "periodic": periodic, "device": str(device),
+                       "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "match_latent_mean": match_latent_mean, "periodic": periodic, "device": str(device),
                        "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma]},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),

@@ -75,7 +75,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.descriptors import percolating_axes, volume_fraction
 from microlad.errors import InputError
 from microlad.guidance import terms as T
@@ -85,7 +85,8 @@ from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
 from microlad.guidance.surrogate import axis_volume, cell_slices
 from microlad.guidance.targets import TRANSPORT_KINDS, Target, parse_targets, parse_weights, validate_targets
-from microlad.reconstruct import check_shape, latents_to_probabilities, refine_probabilities, sample_latent_volume, smooth_probabilities
+from microlad.reconstruct import (check_shape, latents_to_probabilities, lmpdd_moments, refine_probabilities, sample_latent_volume,
+                                  smooth_probabilities)
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import match_fractions
 
@@ -287,7 +288,7 @@ def generate(
                               memory_budget=memory_budget, progress=progress)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
                                   "weights": wt, "targets": [t.describe() for t in tg],
-                                  "coupling_stop": model.coupling_stop}
+                                  "coupling_stop": model.coupling_stop, "match_latent_mean": RECONSTRUCT_MATCH_LATENT_MEAN}
     results = []
     for i in (range(n) if indices is None else indices):
         run = _Run(model, dims, _states(model, tg, wt), wt["prior"], seed + int(i), options, target_vf, device)
@@ -497,9 +498,11 @@ class _Run:
         latent_shape = (self.vae.config.latent_channels, *(s // f for s in self.dims))
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         t0 = time.perf_counter()
+        # the start is the latent reconstruct() samples for this seed (its defaults)
+        moments = (lmpdd_moments(self.model, "ddim", self.o.lmpdd_steps)[0], None) if RECONSTRUCT_MATCH_LATENT_MEAN else None
         z0 = sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.o.lmpdd_steps, generator=gen,
-                                  coupling_stop=self.model.coupling_stop, device=self.device, progress=self.o.progress,
-                                  **self.opts)
+                                  coupling_stop=self.model.coupling_stop, moments=moments, device=self.device,
+                                  progress=self.o.progress, **self.opts)
         self.timings["lmpdd"] = time.perf_counter() - t0
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.o.lr)

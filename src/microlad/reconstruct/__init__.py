@@ -1,10 +1,11 @@
-"""3D reconstruction from a 2D-trained model: L-MPDD, decoding, three-axis refinement,
-perimeter-calibrated smoothing."""
+"""3D reconstruction from a 2D-trained model: L-MPDD (slice coupling, latent-mean
+matching), decoding, three-axis refinement, perimeter-calibrated smoothing."""
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
 from microlad.reconstruct.api import (
     Reconstruction,
     check_shape,
     latents_to_probabilities,
+    lmpdd_moments,
     reconstruct,
     refine_probabilities,
     smooth_probabilities,
@@ -12,6 +13,7 @@ from microlad.reconstruct.api import (
 )
 from microlad.reconstruct.decode import decode_volume, interpolate_along, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
+from microlad.reconstruct.moments import match_moments, prior_moments
 from microlad.reconstruct.options import SliceOptions
 
 __all__ = [
@@ -24,6 +26,9 @@ __all__ = [
     "from_slices",
     "interpolate_along",
     "latents_to_probabilities",
+    "lmpdd_moments",
+    "match_moments",
+    "prior_moments",
     "reconstruct",
     "refine_probabilities",
     "refine_volume",

@@ -8,12 +8,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from microlad.defaults import RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.diffusion import canonical_sampler
 from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
+from microlad.reconstruct.moments import prior_moments
 from microlad.reconstruct.options import SliceOptions
 from microlad.reconstruct.smoothing import smooth_to_perimeter
 
@@ -65,6 +66,7 @@ def reconstruct(
     periodic: bool = False,
     match_vf: bool | Sequence[float] | None = None,
     smooth: bool = RECONSTRUCT_SMOOTH,
+    match_latent_mean: bool = RECONSTRUCT_MATCH_LATENT_MEAN,
     return_probabilities: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
@@ -90,6 +92,11 @@ def reconstruct(
     the steps at timesteps t >= coupling_stop · T (default None: the value calibrated for
     the model, :attr:`MicroladModel.coupling_stop`, see
     :mod:`microlad.reconstruct.calibration`).
+
+    ``match_latent_mean`` (default :data:`~microlad.defaults.RECONSTRUCT_MATCH_LATENT_MEAN`,
+    ours): shift every step's clean estimate per latent channel to the mean of the 2D
+    prior's clean estimates at that step (:mod:`microlad.reconstruct.moments`), which
+    undoes L-MPDD's drift against minority phases; False runs L-MPDD without it.
 
     ``match_vf``: True moves the per-phase decision thresholds so the volume has the
     training images' volume fractions (``model.training_stats.image_volume_fraction``,
@@ -127,6 +134,7 @@ def reconstruct(
     unet.eval()
     channels_last(vae, unet)
     opts = SliceOptions(periodic=periodic, memory_budget=memory_budget, progress=progress, device=device)
+    moments = (lmpdd_moments(model, sampler, steps)[0], None) if match_latent_mean else None
     results = []
     for i in range(n):
         vol_seed = seed + i
@@ -134,7 +142,7 @@ def reconstruct(
         t0 = time.perf_counter()
         z = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
                                  slice_coupling=slice_coupling, coupling_stop=coupling_stop,
-                                 generator=gen, options=opts)
+                                 moments=moments, generator=gen, options=opts)
         t1 = time.perf_counter()
         probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()
@@ -155,6 +163,15 @@ def reconstruct(
             )
         )
     return results
+
+
+def lmpdd_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-step moments of ``model``'s 2D prior for L-MPDD with ``sampler`` and ``steps``
+    (:func:`~microlad.reconstruct.moments.prior_moments` at the training patch size)."""
+    f = model.vae.config.downsample_factor
+    size = max(1, int(getattr(model, "patch_size", None) or 64) // f)
+    return prior_moments(model.unet, model.schedule, model.vae.config.latent_channels, size,
+                         sampler=canonical_sampler(sampler), steps=steps)
 
 
 @torch.inference_mode()

@@ -5,7 +5,9 @@ read as a batch of 2D latent slices normal to axis ``axis_schedule[i]`` (z → y
 the 2D U-Net predicts for the whole batch at once, and one sampler step is applied. No
 decoding happens inside the loop. By default every step's clean estimate is
 slice-coupled (:mod:`microlad.reconstruct.coupling`, ours) so correlation across slices
-matches correlation within them.
+matches correlation within them; given ``moments`` it is then shifted per channel to the
+mean of the 2D prior's clean estimates at that step (:mod:`microlad.reconstruct.moments`,
+ours; ``reconstruct`` does so by default).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from microlad.diffusion import make_sampler
 from microlad.reconstruct._chunks import crop_2d, map_chunks, pad_2d, slices_per_call
 from microlad.reconstruct._orient import AXIS_NAMES, axis_schedule, from_slices, to_slices
 from microlad.reconstruct.coupling import coupled_output
+from microlad.reconstruct.moments import match_moments
 from microlad.reconstruct.options import SliceOptions
 
 
@@ -58,6 +61,8 @@ def sample_latent_volume(
     average_axes: bool = False,
     slice_coupling: bool = True,
     coupling_stop: float = 0.0,
+    moments: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
+    moments_stop: float = 0.0,
     generator: torch.Generator | None = None,
     options: SliceOptions | None = None,
     on_step: Callable[[int, int, int | None, torch.Tensor, torch.Tensor], bool | None] | None = None,
@@ -80,6 +85,11 @@ def sample_latent_volume(
         :mod:`microlad.reconstruct.coupling`); False gives the paper's plain L-MPDD.
     coupling_stop : couple only the steps at timesteps t >= coupling_stop · T (T the
         training timesteps); 0 couples every step.
+    moments : per-step, per-channel ``(mean, std)`` of the 2D prior's clean estimates, each
+        (steps, C) (:func:`microlad.reconstruct.moments.prior_moments` with the same sampler
+        and steps); every step's (coupled) x̂0 is shifted and scaled per channel to them
+        (:mod:`microlad.reconstruct.moments`). None: no matching (the paper's L-MPDD).
+    moments_stop : match only the steps at timesteps t >= moments_stop · T.
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
     on_step : called at every step, before the sampler update, as ``on_step(i, t, axis,
         z, x0)`` with the step index, its timestep, the slicing axis (None with
@@ -92,6 +102,8 @@ def sample_latent_volume(
     opts = SliceOptions.merge(options, **keywords)
     device = opts.device if opts.device is not None else "cpu"
     s = make_sampler(schedule, sampler, steps)
+    if moments is not None and any(m is not None and m.shape[0] != len(s) for m in moments):
+        raise ValueError(f"moments must hold one row per sampler step ({len(s)} steps)")
     z = torch.randn(latent_shape, generator=generator, device=generator.device if generator else device).to(device)
     axes = axis_schedule(len(s))
     bar = tqdm(total=len(s), desc="L-MPDD", unit="step", disable=not opts.progress, leave=False)
@@ -103,6 +115,9 @@ def sample_latent_volume(
                 out = coupled_output(schedule, z, out, t, a, periodic=opts.periodic)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else sum(outs) / 3.0
+        if moments is not None and t >= moments_stop * schedule.num_train_timesteps:
+            x0 = match_moments(schedule.predict_x0_eps(z, out, t)[0], *(None if m is None else m[i] for m in moments))
+            out = schedule.output_for_x0(z, x0, int(t))
         if on_step is not None:
             x0 = schedule.predict_x0_eps(z, out, t)[0]
             if on_step(i, t, None if average_axes else axes[i], z, x0):
