@@ -91,3 +91,31 @@ def test_reconstruct_matches_the_latent_mean_by_default_and_deterministically(ti
     np.testing.assert_array_equal(default.probabilities, on.probabilities)
     np.testing.assert_array_equal(on.probabilities, on2.probabilities)
     assert not np.allclose(on.probabilities, off.probabilities)
+
+
+def test_stored_moments_are_used_when_they_match_the_sampler_and_recomputed_otherwise(tiny_model, monkeypatch):
+    import dataclasses
+
+    from microlad.metadata import ModelConfig
+    from microlad.reconstruct import api
+
+    record = api.store_lmpdd_moments(tiny_model, "ddim", 3)
+    computed = prior_moments(tiny_model.unet, tiny_model.schedule, 4, 4, steps=3)
+    cfg = dataclasses.replace(ModelConfig(), latent_moments=record)
+    tiny_model.config = cfg
+    try:
+        calls = []
+        real = api.prior_moments
+        monkeypatch.setattr(api, "prior_moments", lambda *a, **k: calls.append(1) or real(*a, **k))
+        mean, std = api.lmpdd_moments(tiny_model, "ddim", 3)  # stored: nothing computed
+        assert not calls
+        torch.testing.assert_close(mean, computed[0], rtol=0, atol=0)
+        torch.testing.assert_close(std, computed[1], rtol=0, atol=0)
+        api.lmpdd_moments(tiny_model, "ddim", 4)  # other steps: computed
+        api.lmpdd_moments(tiny_model, "dpm2m", 3)  # other sampler: computed
+        assert len(calls) == 2
+        tiny_model.config = dataclasses.replace(cfg, latent_moments={**record, "mean": [[0.0]]})  # malformed
+        api.lmpdd_moments(tiny_model, "ddim", 3)
+        assert len(calls) == 3
+    finally:
+        del tiny_model.config

@@ -112,6 +112,16 @@ def test_model_directory_stats_and_no_pickle(tmp_path, image):
     assert loaded.prior_sampler in PRIOR_SAMPLER_CANDIDATES
     scores = loaded.config.prior_sampler["calibration"]["scores"]
     assert scores[f"{loaded.prior_sampler[0]}:{loaded.prior_sampler[1]}"] == min(scores.values())
+    # the 2D prior's clean-estimate moments for L-MPDD's default sampler are stored, and equal
+    # to computing them afresh (what reconstruct would otherwise do at every load)
+    from microlad.defaults import RECONSTRUCT_STEPS
+    from microlad.reconstruct.moments import prior_moments
+
+    lm = loaded.config.latent_moments
+    assert (lm["sampler"], lm["steps"]) == ("ddim", RECONSTRUCT_STEPS)
+    fresh = prior_moments(loaded.unet, loaded.schedule, loaded.latent_channels, lm["latent_size"], steps=RECONSTRUCT_STEPS)
+    np.testing.assert_array_equal(np.array(lm["mean"], dtype=np.float32), fresh[0].numpy())
+    np.testing.assert_array_equal(np.array(lm["std"], dtype=np.float32), fresh[1].numpy())
 
 
 def _crash_at_step(monkeypatch, n: int, run) -> None:

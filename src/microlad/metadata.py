@@ -210,11 +210,14 @@ class ModelConfig(_Contract):
     reconstruction settings calibrated for this model (``reconstruct``: ``coupling_stop``
     and how it was chosen) and the 2D prior's sampler calibrated for it (``prior_sampler``:
     ``sampler``, ``steps`` and how they were chosen); both from
-    :mod:`microlad.reconstruct.calibration`."""
+    :mod:`microlad.reconstruct.calibration`. ``latent_moments``: the 2D prior's per-step clean-
+    estimate moments for L-MPDD's default sampler (:func:`microlad.reconstruct.moments.
+    moments_to_dict`), stored so reconstruction need not recompute them."""
 
     patch_size: int | None = None
     microlad_version: str | None = None
     training: Mapping[str, Any] | None = None
     reconstruct: Mapping[str, Any] | None = None
     prior_sampler: Mapping[str, Any] | None = None
+    latent_moments: Mapping[str, Any] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -14,7 +14,7 @@ from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import decode_volume, match_fractions, refine_volume
 from microlad.reconstruct.lmpdd import sample_latent_volume
-from microlad.reconstruct.moments import prior_moments
+from microlad.reconstruct.moments import moments_from_dict, moments_to_dict, prior_moments
 from microlad.reconstruct.options import SliceOptions
 from microlad.reconstruct.smoothing import smooth_to_perimeter
 
@@ -167,11 +167,28 @@ def reconstruct(
 
 def lmpdd_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-step moments of ``model``'s 2D prior for L-MPDD with ``sampler`` and ``steps``
-    (:func:`~microlad.reconstruct.moments.prior_moments` at the training patch size)."""
+    (:func:`~microlad.reconstruct.moments.prior_moments` at the training patch size): the ones
+    stored in the model's config when they were computed for these settings (training stores
+    them for the default sampler), else computed (a few seconds; cached per model)."""
     f = model.vae.config.downsample_factor
     size = max(1, int(getattr(model, "patch_size", None) or 64) // f)
-    return prior_moments(model.unet, model.schedule, model.vae.config.latent_channels, size,
-                         sampler=canonical_sampler(sampler), steps=steps)
+    sampler, channels = canonical_sampler(sampler), model.vae.config.latent_channels
+    stored = moments_from_dict(getattr(getattr(model, "config", None), "latent_moments", None),
+                               sampler=sampler, steps=int(steps), latent_channels=channels, latent_size=size)
+    if stored is not None:
+        device = next(model.unet.parameters()).device
+        return stored[0].to(device), stored[1].to(device)
+    return prior_moments(model.unet, model.schedule, channels, size, sampler=sampler, steps=steps)
+
+
+def store_lmpdd_moments(model, sampler: str = "ddim", steps: int = RECONSTRUCT_STEPS) -> dict:
+    """Compute the L-MPDD moments of ``model`` for ``sampler`` and ``steps`` and return the
+    record for ``config.latent_moments`` (:func:`~microlad.reconstruct.moments.moments_to_dict`)."""
+    f = model.vae.config.downsample_factor
+    size = max(1, int(getattr(model, "patch_size", None) or 64) // f)
+    sampler = canonical_sampler(sampler)
+    mean, std = prior_moments(model.unet, model.schedule, model.vae.config.latent_channels, size, sampler=sampler, steps=steps)
+    return moments_to_dict(mean, std, sampler=sampler, steps=steps, latent_size=size)
 
 
 @torch.inference_mode()

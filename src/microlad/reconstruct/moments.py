@@ -31,7 +31,7 @@ import torch
 
 from microlad.diffusion import make_sampler
 
-__all__ = ["PRIOR_MOMENT_SAMPLES", "prior_moments", "match_moments"]
+__all__ = ["PRIOR_MOMENT_SAMPLES", "prior_moments", "match_moments", "moments_to_dict", "moments_from_dict"]
 
 PRIOR_MOMENT_SAMPLES = 64
 """2D prior samples whose clean estimates give the per-step moments."""
@@ -80,3 +80,29 @@ def match_moments(x0: torch.Tensor, mean: torch.Tensor | None, std: torch.Tensor
     if std is not None:
         out = out * (std.to(x0.dtype).view(shape) / x0.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12))
     return out + (mu if mean is None else mean.to(x0.dtype).view(shape))
+
+
+def moments_to_dict(mean: torch.Tensor, std: torch.Tensor, *, sampler: str, steps: int, latent_size: int,
+                    n: int = PRIOR_MOMENT_SAMPLES) -> dict:
+    """JSON-ready record of :func:`prior_moments`'s result (``config.json``'s
+    ``config.latent_moments``): the float32 values exactly (as Python floats)."""
+    return {"sampler": sampler, "steps": int(steps), "latent_size": int(latent_size), "n": int(n),
+            "mean": mean.detach().cpu().float().tolist(), "std": std.detach().cpu().float().tolist()}
+
+
+def moments_from_dict(stored, *, sampler: str, steps: int, latent_channels: int, latent_size: int,
+                      n: int = PRIOR_MOMENT_SAMPLES) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The stored moments as (steps, C) float32 tensors if they were computed for this sampler,
+    step count, latent size and sample count; None otherwise (or if malformed)."""
+    if not isinstance(stored, dict):
+        return None
+    if (stored.get("sampler"), stored.get("steps"), stored.get("latent_size"), stored.get("n")) != (sampler, steps, latent_size, n):
+        return None
+    try:
+        mean = torch.tensor(stored["mean"], dtype=torch.float32)
+        std = torch.tensor(stored["std"], dtype=torch.float32)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if mean.shape != (steps, latent_channels) or std.shape != (steps, latent_channels):
+        return None
+    return mean, std

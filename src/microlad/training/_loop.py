@@ -510,6 +510,10 @@ class _Trainer:
                                "inputs": list(self.labels.names)}}
         model = MicroladModel(st.vae, st.ema, s.schedule, grey_values=grey, patch_size=s.patch,
                               training_stats=stats, config=config)
+        if self.ctx.is_main:  # the 2D prior's clean-estimate moments L-MPDD matches (a few seconds)
+            from microlad.reconstruct.api import store_lmpdd_moments
+
+            model.config = dataclasses.replace(model.config, latent_moments=store_lmpdd_moments(model))
         if self.ctx.is_main and s.options.calibrate_coupling:
             from microlad.reconstruct.calibration import calibrate_coupling_stop
 
