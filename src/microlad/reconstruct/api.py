@@ -165,13 +165,17 @@ def reconstruct(
     return results
 
 
+def _moment_latent_size(model) -> int:
+    """Side of the 2D latents whose clean estimates give the moments: the training patch's."""
+    return max(1, int(getattr(model, "patch_size", None) or 64) // model.vae.config.downsample_factor)
+
+
 def lmpdd_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-step moments of ``model``'s 2D prior for L-MPDD with ``sampler`` and ``steps``
     (:func:`~microlad.reconstruct.moments.prior_moments` at the training patch size): the ones
     stored in the model's config when they were computed for these settings (training stores
     them for the default sampler), else computed (a few seconds; cached per model)."""
-    f = model.vae.config.downsample_factor
-    size = max(1, int(getattr(model, "patch_size", None) or 64) // f)
+    size = _moment_latent_size(model)
     sampler, channels = canonical_sampler(sampler), model.vae.config.latent_channels
     stored = moments_from_dict(getattr(getattr(model, "config", None), "latent_moments", None),
                                sampler=sampler, steps=int(steps), latent_channels=channels, latent_size=size)
@@ -184,8 +188,7 @@ def lmpdd_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.
 def store_lmpdd_moments(model, sampler: str = "ddim", steps: int = RECONSTRUCT_STEPS) -> dict:
     """Compute the L-MPDD moments of ``model`` for ``sampler`` and ``steps`` and return the
     record for ``config.latent_moments`` (:func:`~microlad.reconstruct.moments.moments_to_dict`)."""
-    f = model.vae.config.downsample_factor
-    size = max(1, int(getattr(model, "patch_size", None) or 64) // f)
+    size = _moment_latent_size(model)
     sampler = canonical_sampler(sampler)
     mean, std = prior_moments(model.unet, model.schedule, model.vae.config.latent_channels, size, sampler=sampler, steps=steps)
     return moments_to_dict(mean, std, sampler=sampler, steps=steps, latent_size=size)

@@ -88,7 +88,8 @@ def sample_latent_volume(
     moments : per-step, per-channel ``(mean, std)`` of the 2D prior's clean estimates, each
         (steps, C) (:func:`microlad.reconstruct.moments.prior_moments` with the same sampler
         and steps); every step's (coupled) x̂0 is shifted and scaled per channel to them
-        (:mod:`microlad.reconstruct.moments`). None: no matching (the paper's L-MPDD).
+        (:mod:`microlad.reconstruct.moments`); either entry may be None (that moment is left
+        as it is; ``reconstruct`` passes the mean only). None: no matching (the paper's L-MPDD).
     moments_stop : match only the steps at timesteps t >= moments_stop · T.
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
     on_step : called at every step, before the sampler update, as ``on_step(i, t, axis,
