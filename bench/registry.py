@@ -422,6 +422,13 @@ ENTRIES: tuple[Entry, ...] = (
     _guidance("guidance_carbonate_s2_image_ck5", "--sets s2 --s2-target image --seeds 10 --checkpoint-every 5", 15,
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set: 3 calibrations as by default, a measured checkpoint every 5 steps"),
+    _guidance("guidance_sofc_s2_image_latent_mean", "--sets s2 --s2-target image --seeds 10", 15,
+              note="issue #10's SOFC S2-guided set with the default settings of 2026-12-07 evening: the start is the "
+                   "latent-mean-matched L-MPDD latent (compare guidance_sofc_s2_image_ck5, the same settings before)"),
+    _guidance("guidance_carbonate_s2_image_latent_mean", "--sets s2 --s2-target image --seeds 10", 15,
+              model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set from the latent-mean-matched start (compare "
+                   "guidance_carbonate_s2_image_ck5)"),
     _guidance("guidance_carbonate_s2_image_steps120", "--sets s2 --s2-target image --seeds 10 --steps 120", 20,
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set with 120 steps (its guidance start has half the pore fraction; is 60 too few?)"),
