@@ -140,7 +140,7 @@ def main() -> None:
     from microlad.bundled import resolve_model
     from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_STEPS
     from microlad.model import load_model
-    from microlad.reconstruct.api import _target_fractions, lmpdd_moments, smooth_probabilities
+    from microlad.reconstruct.api import _target_fractions, latent_mean_moments, lmpdd_moments, smooth_probabilities
     from microlad.reconstruct.decode import match_fractions
     from microlad.reconstruct.lmpdd import sample_latent_volume
     from microlad.reconstruct.options import SliceOptions
@@ -156,9 +156,10 @@ def main() -> None:
     with_tau = not args.no_tau
     rows = {v: [] for v in variants}
     use_moments = args.moments or ("mean" if RECONSTRUCT_MATCH_LATENT_MEAN else "none")
-    moments = lmpdd_moments(model, args.sampler, args.steps or RECONSTRUCT_STEPS) if use_moments != "none" else None
-    if use_moments == "mean":
-        moments = (moments[0], None)
+    steps = args.steps or RECONSTRUCT_STEPS
+    moments = {"none": None, "mean": lambda: latent_mean_moments(model, args.sampler, steps),
+               "both": lambda: lmpdd_moments(model, args.sampler, steps)}[use_moments]
+    moments = moments() if moments else None
     t_start, start = time.time(), machine()
     for i in range(args.n):
         seed = args.seed + i

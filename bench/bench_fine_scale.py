@@ -147,16 +147,15 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     shape = (vae.config.latent_channels, size // f, size // f, size // f)
     stop_t = int(variant.removeprefix("stop_")) if variant.startswith("stop_") else None
     # moment matching of the L-MPDD clean estimates: "moments" (mean and std), "moments_mean",
-    # "moments_std", "moments_F" (mean and std at t >= F·T only), "no_moments"; others: reconstruct's default
-    moments = variant.startswith("moments") or (RECONSTRUCT_MATCH_LATENT_MEAN and variant != "no_moments")
-    mstop = float(variant.removeprefix("moments_")) if variant.startswith("moments_") and variant[8:9].isdigit() else 0.0
-    mom = lmpdd_moments(model, "dpm2m" if variant == "dpm" else "ddim", RECONSTRUCT_STEPS) if moments else None
-    if mom is not None and (variant == "moments_mean" or not variant.startswith("moments")):
-        mom = (mom[0], None)  # the mean only: reconstruct's match_latent_mean
-    elif mom is not None and variant == "moments_std":
-        mom = (None, mom[1])
+    # "moments_std", "no_moments"; every other variant: reconstruct's default (the mean when on)
+    which = {"moments": (True, True), "moments_mean": (True, False), "moments_std": (False, True),
+             "no_moments": (False, False)}.get(variant, (RECONSTRUCT_MATCH_LATENT_MEAN, False))
+    mom = None
+    if any(which):
+        full = lmpdd_moments(model, "dpm2m" if variant == "dpm" else "ddim", RECONSTRUCT_STEPS)
+        mom = tuple(m if keep else None for m, keep in zip(full, which))
     z = sample_latent_volume(unet, model.schedule, shape, slice_coupling=variant != "plain", coupling_stop=stop,
-                             moments=mom, moments_stop=mstop,
+                             moments=mom,
                              generator=gen, sampler="dpm2m" if variant == "dpm" else "ddim",
                              on_step=None if stop_t is None else (lambda i, t, axis, z_t, x0: t <= stop_t))
     if variant.startswith("harmonise_"):

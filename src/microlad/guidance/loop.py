@@ -85,8 +85,8 @@ from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
 from microlad.guidance.surrogate import axis_volume, cell_slices
 from microlad.guidance.targets import TRANSPORT_KINDS, Target, parse_targets, parse_weights, validate_targets
-from microlad.reconstruct import (check_shape, latents_to_probabilities, lmpdd_moments, refine_probabilities, sample_latent_volume,
-                                  smooth_probabilities)
+from microlad.reconstruct import (check_shape, latent_mean_moments, latents_to_probabilities, refine_probabilities,
+                                  sample_latent_volume, smooth_probabilities)
 from microlad.reconstruct._chunks import channels_last
 from microlad.reconstruct.decode import match_fractions
 
@@ -499,7 +499,7 @@ class _Run:
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         t0 = time.perf_counter()
         # the start is the latent reconstruct() samples for this seed (its defaults)
-        moments = (lmpdd_moments(self.model, "ddim", self.o.lmpdd_steps)[0], None) if RECONSTRUCT_MATCH_LATENT_MEAN else None
+        moments = latent_mean_moments(self.model, "ddim", self.o.lmpdd_steps) if RECONSTRUCT_MATCH_LATENT_MEAN else None
         z0 = sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.o.lmpdd_steps, generator=gen,
                                   coupling_stop=self.model.coupling_stop, moments=moments, device=self.device,
                                   progress=self.o.progress, **self.opts)

@@ -134,7 +134,7 @@ def reconstruct(
     unet.eval()
     channels_last(vae, unet)
     opts = SliceOptions(periodic=periodic, memory_budget=memory_budget, progress=progress, device=device)
-    moments = (lmpdd_moments(model, sampler, steps)[0], None) if match_latent_mean else None
+    moments = latent_mean_moments(model, sampler, steps) if match_latent_mean else None
     results = []
     for i in range(n):
         vol_seed = seed + i
@@ -183,6 +183,12 @@ def lmpdd_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.
         device = next(model.unet.parameters()).device
         return stored[0].to(device), stored[1].to(device)
     return prior_moments(model.unet, model.schedule, channels, size, sampler=sampler, steps=steps)
+
+
+def latent_mean_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, None]:
+    """``moments`` for :func:`~microlad.reconstruct.lmpdd.sample_latent_volume` that match the
+    2D prior's per-step mean only (``match_latent_mean``; the std stays L-MPDD's own)."""
+    return lmpdd_moments(model, sampler, steps)[0], None
 
 
 def store_lmpdd_moments(model, sampler: str = "ddim", steps: int = RECONSTRUCT_STEPS) -> dict:

@@ -62,7 +62,6 @@ def sample_latent_volume(
     slice_coupling: bool = True,
     coupling_stop: float = 0.0,
     moments: tuple[torch.Tensor | None, torch.Tensor | None] | None = None,
-    moments_stop: float = 0.0,
     generator: torch.Generator | None = None,
     options: SliceOptions | None = None,
     on_step: Callable[[int, int, int | None, torch.Tensor, torch.Tensor], bool | None] | None = None,
@@ -90,7 +89,6 @@ def sample_latent_volume(
         and steps); every step's (coupled) x̂0 is shifted and scaled per channel to them
         (:mod:`microlad.reconstruct.moments`); either entry may be None (that moment is left
         as it is; ``reconstruct`` passes the mean only). None: no matching (the paper's L-MPDD).
-    moments_stop : match only the steps at timesteps t >= moments_stop · T.
     generator : torch.Generator for the initial noise and ancestral noise (seed it).
     on_step : called at every step, before the sampler update, as ``on_step(i, t, axis,
         z, x0)`` with the step index, its timestep, the slicing axis (None with
@@ -116,7 +114,7 @@ def sample_latent_volume(
                 out = coupled_output(schedule, z, out, t, a, periodic=opts.periodic)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else sum(outs) / 3.0
-        if moments is not None and t >= moments_stop * schedule.num_train_timesteps:
+        if moments is not None:
             x0 = match_moments(schedule.predict_x0_eps(z, out, t)[0], *(None if m is None else m[i] for m in moments))
             out = schedule.output_for_x0(z, x0, int(t))
         if on_step is not None:
