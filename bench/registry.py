@@ -472,6 +472,11 @@ ENTRIES: tuple[Entry, ...] = (
             f"--variants smooth --moments {m} --name leopard_moments_{m}", 2, needs=("/work/runs/leopard-new",),
             note="Leopard without / with latent-mean matching; model: see levers_leopard")
       for m in ("none", "mean")),
+    *(Entry(f"levers_{name}_moments_{m}",
+            f"python bench/bench_fidelity_levers.py {name_model} --phase 1 --size 64 -n 6 --variants smooth --moments {m} "
+            f"--name {name}_moments_{m}", 2,
+            note="3D surface area, spanning and tortuosity of phase 1 without / with latent-mean matching (6 × 64³)")
+      for name, name_model in (("sofc", "sofc-anode"), ("carbonate", "carbonate")) for m in ("none", "mean")),
     *(Entry(f"fine_scale_{name}_latent_mean",
             f"python bench/bench_fine_scale.py {model} {image} -n 6 --variants no_moments,default,moments,moments_std "
             f"--name {name}_latent_mean", 4, needs=needs,
