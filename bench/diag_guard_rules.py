@@ -7,11 +7,13 @@ the guarded (phase, axis) spannings and each phase's spanning fraction. Rules, a
 among the checkpoints (not the start), ties to the later one:
 
 * ``s2_only``: the smallest S2 error;
-* ``current``: the library's rule, fewest lost spannings seen at the start or any checkpoint,
-  then the smallest S2 error (reproduces ``selected`` of the records);
+* ``current``: the library's rule until 2026-12-07 ("all seen"), fewest lost spannings seen at
+  the start or any checkpoint, then the smallest S2 error (reproduces ``selected`` of records
+  made before that change);
 * ``seen<=final``: spannings seen at the start or at checkpoints no further from the target
   than the last step count; ``seen<=median``: ... than the median checkpoint;
-  ``start+final``: only the start's and the last step's spannings count.
+  ``start+final``: only the start's and the last step's spannings count (the library's rule
+  since the eleventh session).
 
 Prints per run the chosen checkpoint (index, S2 %) per rule, then per rule the per-volume S2
 error (mean ± SE, max), the pairs lost against everything seen in the run, and the mean

@@ -429,6 +429,13 @@ ENTRIES: tuple[Entry, ...] = (
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set from the latent-mean-matched start (compare "
                    "guidance_carbonate_s2_image_ck5)"),
+    _guidance("guidance_sofc_s2_image_guard", "--sets s2 --s2-target image --seeds 10", 15,
+              note="issue #10's SOFC S2-guided set with the checkpoint guard protecting only the start's and the last "
+                   "step's spannings (eleventh session; compare guidance_sofc_s2_image_latent_mean)"),
+    _guidance("guidance_carbonate_s2_image_guard", "--sets s2 --s2-target image --seeds 10", 15,
+              model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set with the checkpoint guard protecting only the start's and the "
+                   "last step's spannings (compare guidance_carbonate_s2_image_latent_mean)"),
     _guidance("guidance_carbonate_s2_image_steps120", "--sets s2 --s2-target image --seeds 10 --steps 120", 20,
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set with 120 steps (its guidance start has half the pore fraction; is 60 too few?)"),

@@ -362,15 +362,16 @@ def test_checkpoints_between_calibrations_are_measured_without_recalibrating(sof
     assert res.terms[0].achieved == pytest.approx(best[1], rel=1e-6)
 
 
-def test_the_checkpoint_choice_loses_the_fewest_spannings_seen_in_the_run(sofc_model, one_torch_thread, monkeypatch):
+def test_the_checkpoint_choice_loses_the_fewest_spannings_of_the_start_and_the_last_step(sofc_model, one_torch_thread, monkeypatch):
     from microlad.guidance import loop
 
     free = _sa_run(sofc_model, checkpoint_every=1)
     ranked = sorted(_checkpoints(free.log, "sa:0"), key=lambda c: (abs(c[1] / 0.5 - 1), -c[0]))
     full = frozenset((p, a) for p in range(3) for a in range(3))
+    last = 6  # calibrate's order: the start (0), then steps 1..6; 6 is the last step
 
     def run_with(spans_at):
-        calls = iter(range(7))  # calibrate's order: the start, then steps 1..6
+        calls = iter(range(7))
 
         def fake_spans(self, labels):
             return spans_at.get(next(calls), full)
@@ -379,7 +380,7 @@ def test_the_checkpoint_choice_loses_the_fewest_spannings_seen_in_the_run(sofc_m
         return _sa_run(sofc_model, checkpoint_every=1)
 
     lost = full - {(1, 2)}
-    # the closest checkpoint lost a spanning the others have: the next closest is returned
+    # the closest checkpoint lost a spanning the start and the last step have: the next closest is returned
     res = run_with({ranked[0][0]: lost})
     assert res.selected_step == ranked[1][0]
     k = ranked[0][0]  # the log shows what was lost
@@ -387,12 +388,14 @@ def test_the_checkpoint_choice_loses_the_fewest_spannings_seen_in_the_run(sofc_m
     assert column == "0:zyx 1:zy 2:zyx"
     # a spanning only the start had counts too: every checkpoint lost it, so closeness decides
     assert run_with({k: lost for k in range(1, 7)}).selected_step == ranked[0][0]
-    # ... but one gained mid-run (not at the start) is kept: only the third closest has it
-    gained = {k: lost for k in range(7)} | {ranked[2][0]: full}
-    assert run_with(gained).selected_step == ranked[2][0]
-    # fewer losses beat closeness: only the second closest keeps (0, z)
+    # one gained by the last step (not at the start) is kept: only the last step has it
+    assert run_with({k: lost for k in range(6)}).selected_step == last
+    # one seen only at a checkpoint in between (a transient) is not protected: closeness decides
+    transient = next(c[0] for c in ranked[1:] if c[0] != last)
+    assert run_with({k: lost for k in range(7)} | {transient: full}).selected_step == ranked[0][0]
+    # fewer losses beat closeness: the start spans (0, z); of the checkpoints only the second closest keeps it
     two = lost - {(0, 0)}
-    res = run_with({k: two for k in range(7)} | {ranked[1][0]: lost})
+    res = run_with({0: lost} | {k: two for k in range(1, 7)} | {ranked[1][0]: lost})
     assert res.selected_step == ranked[1][0]
 
 

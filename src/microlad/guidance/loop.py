@@ -30,12 +30,15 @@ One run, per volume:
    targets (largest residual in tolerance units; ties go to the later one): a transport
    property of a finished volume can swing by ±10 % between calibrations, and the
    measurement, not the surrogate, decides. Before closeness comes connectivity: the
-   choice is among the checkpoints that lose the fewest spannings seen in the run (a
-   (phase, axis) pair that spans the start or any checkpoint; phases no scalar target
-   names; :func:`~microlad.descriptors.percolating_axes` on the labels the user would
-   get). The score sees only the targets, and a checkpoint close to them can have a broken
-   pore network (measured on Leopard: BENCHMARKS.md, guidance status). This prefers a
-   connected network where the run produced one; a phase that never spans is not pushed.
+   choice is among the checkpoints that lose the fewest protected spannings (a (phase,
+   axis) pair that spans the start, i.e. the unguided volume, or the last step; phases no
+   scalar target names; :func:`~microlad.descriptors.percolating_axes` on the labels the
+   user would get). The score sees only the targets, and a checkpoint close to them can
+   have a broken pore network (measured on Leopard: BENCHMARKS.md, guidance status). A
+   spanning seen only at a checkpoint in between is not protected: on carbonate such a
+   checkpoint was a transient overshoot of the pore fraction, 24.5 % off the S2 target.
+   So guidance never returns less connectivity than the unguided volume or its own last
+   step had where another checkpoint kept it; a phase that never spans is not pushed.
 5. Finish: decode, refine, smooth and label as ``reconstruct`` does; every targeted
    quantity is measured on the final labels (:func:`~microlad.guidance.terms.measure`).
    The smoothing width is calibrated once, on the start volume (the first calibration),
@@ -557,11 +560,12 @@ class _Run:
                     bar.refresh()
         bar.close()
         tf = time.perf_counter()
-        # the choice loses as few spannings as possible (guarded phases, any seen at the start
-        # or at a checkpoint): the score looks only at the targets, and a checkpoint close to
-        # them can have a broken network
-        seen = start_spans.union(*(c[3] for c in checkpoints))
-        best_score, best_step, best_z, _ = min(checkpoints, key=lambda c: (len(seen - c[3]), c[0], -c[1]))
+        # the choice loses as few spannings as possible of those the start (the unguided
+        # volume) or the last step has (guarded phases): the score looks only at the targets,
+        # and a checkpoint close to them can have a broken network; a spanning seen only at a
+        # transient checkpoint in between is not protected (it can come from an overshoot)
+        protected = start_spans | checkpoints[-1][3]
+        best_score, best_step, best_z, _ = min(checkpoints, key=lambda c: (len(protected - c[3]), c[0], -c[1]))
         if last_finished is not None and last_finished[0] == best_step:
             probs, labels = last_finished[1], last_finished[2]
         else:
