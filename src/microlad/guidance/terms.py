@@ -68,6 +68,8 @@ class TermState:
         paper's metric takes the worst axis), and interpolated planes read differently
         from the latent planes.
     weight : user weight. last_* : the latest surrogate value, loss gradient and residual.
+    warm_start : a volume term's :class:`microlad.physics.WarmStart` (its solver starts
+        from the last solution; created on the first solve).
     """
 
     target: Target
@@ -79,6 +81,7 @@ class TermState:
     last_residual: float = float("nan")
     last_grad: torch.Tensor | None = None
     last_grad_norm: float = float("nan")
+    warm_start: object | None = None  # microlad.physics.WarmStart of a volume term (its last solution)
 
     @property
     def is_volume(self) -> bool:
@@ -134,9 +137,13 @@ def volume_value(term: TermState, probs: torch.Tensor) -> torch.Tensor:
     """Differentiable D_eff or τ of the phase along the axis from a (P, D, H, W) volume."""
     from microlad.physics import effective_diffusivity
 
+    from microlad.physics import WarmStart
+
     t = term.target
     mask = _hard(probs, 0)[t.phase]
-    deff = effective_diffusivity(D_FLOOR + (1.0 - D_FLOOR) * mask, axis=t.axis, rtol=SOLVER_RTOL)
+    if term.warm_start is None:  # each solve starts from the term's last solution
+        term.warm_start = WarmStart()
+    deff = effective_diffusivity(D_FLOOR + (1.0 - D_FLOOR) * mask, axis=t.axis, rtol=SOLVER_RTOL, warm_start=term.warm_start)
     return deff if t.kind == "deff" else mask.mean() / deff.clamp_min(1e-12)
 
 

@@ -41,13 +41,14 @@ __all__ = [
     "preload",
     "effective_diffusivity",
     "EffectiveDiffusivityFunction",
+    "WarmStart",
 ]
 
 
 def __getattr__(name: str):
     """The differentiable (torch) entry points load torch on first use only: the numpy
     solvers (``microlad properties``) run without it (about 200 MB less memory)."""
-    if name in ("effective_diffusivity", "EffectiveDiffusivityFunction"):
+    if name in ("effective_diffusivity", "EffectiveDiffusivityFunction", "WarmStart"):
         from microlad.physics import _autograd
 
         return getattr(_autograd, name)
