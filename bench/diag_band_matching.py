@@ -15,7 +15,6 @@ Everything else is ``bench/bench_fidelity_levers.py``, run with the given argume
         --moments mean --name berea_spec_bands
 """
 import os, runpy, sys
-import numpy as np
 import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diag_latent_spectrum as D
