@@ -92,6 +92,11 @@ def _guidance(name: str, args: str, minutes: float, *, model: str = "sofc-anode"
     return Entry(name, cmd, minutes, needs=needs, stale=stale, note=note)
 
 
+DEFAULT_THREE_PHASE = tuple((name, f"/work/runs/{name}-default", image, (f"/work/runs/{name}-default",))
+                            for name, image in (("composite", COMPOSITE), ("nmc", NMC)))
+"""(name, model, image, needs) of the composite and NMC models trained with default settings (not in the repository)."""
+
+
 CAL_NOTE = ("/work/runs/cal/NAME is a copy of /work/runs/NAME (see the entries above) whose coupling window was then "
             "calibrated with `python scripts/calibrate_model.py /work/runs/cal/NAME` (2026-12-06: composite 0.75, NMC 1), "
             "not in the repository")
@@ -177,8 +182,7 @@ ENTRIES: tuple[Entry, ...] = (
             note="the 2D prior with each candidate sampler and with the one calibrated for the model "
                  "(`config.prior_sampler`; `scripts/calibrate_model.py MODEL --what prior` for models trained before it)")
       for name, model, image, needs in (("sofc", "sofc-anode", SOFC, ()), ("carbonate", "carbonate", CARBONATE, ()),
-                                        ("composite", "/work/runs/composite-default", COMPOSITE, ("/work/runs/composite-default",)),
-                                        ("nmc", "/work/runs/nmc-default", NMC, ("/work/runs/nmc-default",)))),
+                                        *DEFAULT_THREE_PHASE)),
     Entry("fine_scale_carbonate_dpm",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 6 --variants prior_2d,prior_2d_ddim50,prior_2d_dpm,prior_2d_dpm50 "
           "--name carbonate_dpm", 3,
@@ -490,8 +494,7 @@ ENTRIES: tuple[Entry, ...] = (
             note="the default reconstruction without latent-mean matching (no_moments), with it (default), with the mean "
                  "and std matched (moments) and with the std alone (moments_std)")
       for name, model, image, needs in (("sofc", SOFC_MODEL, SOFC, ()), ("carbonate", CARBONATE_MODEL, CARBONATE, ()),
-                                        ("composite", "/work/runs/composite-default", COMPOSITE, ("/work/runs/composite-default",)),
-                                        ("nmc", "/work/runs/nmc-default", NMC, ("/work/runs/nmc-default",)))),
+                                        *DEFAULT_THREE_PHASE)),
     # the bundled carbonate model's coupling window re-calibrated with latent-mean matching on (eleventh session):
     # calibrate_coupling_stop (training seed, 4 × 64³ per window) would now pick 0.5 instead of the stored 0.25;
     # not adopted (30 volumes: paper S2 error 2.00 % against 0.45 %)

@@ -135,9 +135,7 @@ def slice_value(term: TermState, probs: torch.Tensor, axis: int) -> torch.Tensor
 
 def volume_value(term: TermState, probs: torch.Tensor) -> torch.Tensor:
     """Differentiable D_eff or τ of the phase along the axis from a (P, D, H, W) volume."""
-    from microlad.physics import effective_diffusivity
-
-    from microlad.physics import WarmStart
+    from microlad.physics import WarmStart, effective_diffusivity
 
     t = term.target
     mask = _hard(probs, 0)[t.phase]

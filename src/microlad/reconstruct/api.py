@@ -182,7 +182,13 @@ def lmpdd_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.
     if stored is not None:
         device = next(model.unet.parameters()).device
         return stored[0].to(device), stored[1].to(device)
-    return prior_moments(model.unet, model.schedule, channels, size, sampler=sampler, steps=steps)
+    return _computed_moments(model, sampler, steps)
+
+
+def _computed_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~microlad.reconstruct.moments.prior_moments` of ``model`` at the training patch size."""
+    return prior_moments(model.unet, model.schedule, model.vae.config.latent_channels, _moment_latent_size(model),
+                         sampler=canonical_sampler(sampler), steps=steps)
 
 
 def latent_mean_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, None]:
@@ -194,10 +200,8 @@ def latent_mean_moments(model, sampler: str, steps: int) -> tuple[torch.Tensor, 
 def store_lmpdd_moments(model, sampler: str = "ddim", steps: int = RECONSTRUCT_STEPS) -> dict:
     """Compute the L-MPDD moments of ``model`` for ``sampler`` and ``steps`` and return the
     record for ``config.latent_moments`` (:func:`~microlad.reconstruct.moments.moments_to_dict`)."""
-    size = _moment_latent_size(model)
-    sampler = canonical_sampler(sampler)
-    mean, std = prior_moments(model.unet, model.schedule, model.vae.config.latent_channels, size, sampler=sampler, steps=steps)
-    return moments_to_dict(mean, std, sampler=sampler, steps=steps, latent_size=size)
+    mean, std = _computed_moments(model, sampler, steps)
+    return moments_to_dict(mean, std, sampler=canonical_sampler(sampler), steps=steps, latent_size=_moment_latent_size(model))
 
 
 @torch.inference_mode()

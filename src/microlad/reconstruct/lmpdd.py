@@ -114,11 +114,12 @@ def sample_latent_volume(
                 out = coupled_output(schedule, z, out, t, a, periodic=opts.periodic)
             outs.append(out)
         out = outs[0] if len(outs) == 1 else sum(outs) / 3.0
+        x0 = None
         if moments is not None:
             x0 = match_moments(schedule.predict_x0_eps(z, out, t)[0], *(None if m is None else m[i] for m in moments))
             out = schedule.output_for_x0(z, x0, int(t))
         if on_step is not None:
-            x0 = schedule.predict_x0_eps(z, out, t)[0]
+            x0 = schedule.predict_x0_eps(z, out, t)[0] if x0 is None else x0
             if on_step(i, t, None if average_axes else axes[i], z, x0):
                 bar.close()
                 return x0
