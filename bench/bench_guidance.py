@@ -108,6 +108,17 @@ class Bench:
                 "realism": round(self.realism(res.labels), 4), "realism_unguided": round(self.realism(self.unguided(seed)), 4)}
 
 
+def shape_stats(labels: np.ndarray, ref: np.ndarray, n_phases: int) -> dict:
+    """What a simulation sees besides S2, per phase: slice perimeter density (mean over the three
+    slicing axes) relative to the image's, 3D surface area, number of axes spanned."""
+    from microlad import descriptors as nd
+
+    per = [float(np.mean([nd.slice_perimeter_density(labels, phase=p, axis=a) for a in range(3)])
+                 / nd.slice_perimeter_density(ref, phase=p) - 1) for p in range(n_phases)]
+    return {"perimeter_rel": per, "sa": [float(nd.specific_surface_area(labels, phase=p)) for p in range(n_phases)],
+            "spans": [int(sum(nd.percolating_axes(labels, phase=p))) for p in range(n_phases)]}
+
+
 def set_vf(b: Bench, stats: dict) -> dict:
     out = {}
     for p in b.args.phases:
@@ -149,8 +160,14 @@ def set_s2(b: Bench) -> dict:
         kw = {}
         if b.args.match_vf_image:  # the finish matches the image's phase fractions (S2(0) of the target)
             kw["match_vf"] = np.bincount(np.asarray(b.ref).ravel(), minlength=b.model.n_phases) / np.asarray(b.ref).size
+        if b.args.polish is not None:
+            kw["polish"] = b.args.polish
         res, wall = b.run({"s2": "train" if b.args.s2_target == "train" else str(b.args.image)}, s, **kw)
-        rows.append(b.row(res, wall, s))
+        row = b.row(res, wall, s)
+        row["shape"] = {"guided": shape_stats(res.labels, b.ref, n_p := b.model.n_phases),
+                        "unguided": shape_stats(b.unguided(s), b.ref, n_p)}
+        row["polish"] = dict(res.polish)
+        rows.append(row)
         guided.append(res.labels)
         print(f"s2 seed {s}: {res.summary()} ({wall:.0f} s)", flush=True)
     n_p = b.model.n_phases
@@ -274,6 +291,24 @@ def markdown(name: str, args, res: dict, info: dict) -> str:
               f"(unguided same seeds {100 * s['unguided_max_error']:.2f} %); largest pointwise |ΔS2(r)|/S2(0), r ≤ 8: "
               f"{100 * s['guided_pointwise_r8']:.2f} % (unguided {100 * s['unguided_pointwise_r8']:.2f} %); "
               f"realism guided / unguided {real(s['rows'])}; time {timing(s['rows'])}.", ""]
+        rows = s["rows"]
+        if rows and "shape" in rows[0]:
+            n_p = len(rows[0]["shape"]["guided"]["sa"])
+            ms = lambda v: f"{np.mean(v):+.1f} ± {np.std(v, ddof=1) / np.sqrt(len(v)):.1f}" if len(v) > 1 else f"{v[0]:+.1f}"  # noqa: E731
+            per_vol = [r["terms"][0]["achieved"] for r in rows]
+            before = [r["terms"][0].get("before_polish") for r in rows]
+            L += [f"Per volume S2 error {100 * np.mean(per_vol):.2f} ± {100 * np.std(per_vol, ddof=1) / np.sqrt(len(per_vol)):.2f} % (max {100 * max(per_vol):.2f})"
+                  + (f", before the polish {100 * np.mean(before):.2f} ± {100 * np.std(before, ddof=1) / np.sqrt(len(before)):.2f} %" if all(x is not None for x in before) else "")
+                  + (f"; polish: {np.mean([r['polish']['flipped'] for r in rows]) / args.size ** 3 * 100:.1f} % of the voxels moved, "
+                     f"{np.mean([r['polish']['seconds'] for r in rows]):.1f} s, reverted in {sum(bool(r['polish'].get('reverted')) for r in rows)}/{len(rows)}"
+                     if all(r.get("polish") for r in rows) else "") + ".", "",
+                  "| phase | slice perimeter vs image, guided | unguided | 3D SA guided | unguided | axes spanned guided | unguided |",
+                  "|---|---|---|---|---|---|---|"]
+            for p in range(n_p):
+                g = lambda kind, key: [r["shape"][kind][key][p] for r in rows]  # noqa: E731
+                L.append(f"| {p} | {ms([100 * v for v in g('guided', 'perimeter_rel')])} % | {ms([100 * v for v in g('unguided', 'perimeter_rel')])} % | "
+                         f"{np.mean(g('guided', 'sa')):.4f} | {np.mean(g('unguided', 'sa')):.4f} | {np.mean(g('guided', 'spans')):.2f} | {np.mean(g('unguided', 'spans')):.2f} |")
+            L.append("")
     if "deff" in res:
         L += ["| target (x) | n | unguided D_eff | target | achieved (TauFactor) | within 10 % | right direction | realism g / u | time |",
               "|---|---|---|---|---|---|---|---|---|"]
@@ -319,6 +354,7 @@ def main() -> None:
     ap.add_argument("--deff-seeds", type=int, default=0, help="volumes per D_eff case (default: --seeds)")
     ap.add_argument("--property-every", type=int, default=5)
     ap.add_argument("--calibrate-every", type=int, default=None, help="passed to generate (default: its own)")
+    ap.add_argument("--polish", type=int, default=None, help="s2 set: label-polish iterations passed to generate (default: its own)")
     ap.add_argument("--match-vf-image", action="store_true", help="s2 set: match_vf = IMAGE's phase fractions")
     ap.add_argument("--checkpoint-every", type=int, default=None, help="passed to generate (default: its own)")
     ap.add_argument("--s2-target", choices=("train", "image"), default="train",

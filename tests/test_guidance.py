@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from microlad.diffusion import DDPMSchedule
+from microlad.descriptors import percolating_axes
 from microlad.errors import InputError
 from microlad.guidance import NoiseRange, generate, parse_targets, parse_weights, sds_gradient, validate_targets
 from microlad.guidance.balance import MAX_GAIN, balance, gain
@@ -423,3 +424,61 @@ def test_extra_checkpoints_by_default_only_where_they_are_cheap_and_scored():
 def test_negative_checkpoint_every_is_an_input_error(tiny_model):
     with pytest.raises(InputError, match="checkpoint_every"):
         generate(tiny_model, (8, 8, 8), {"vf:1": 0.5}, steps=6, checkpoint_every=-1, progress=False)
+
+
+def test_an_s2_guided_run_ends_with_the_label_polish_and_reports_both_errors(sofc_model, one_torch_thread):
+    from microlad.guidance.terms import s2_report
+
+    kw = dict(steps=3, lmpdd_steps=3, seed=0, progress=False)
+    res = generate(sofc_model, (32, 32, 32), ["s2=train"], **kw)[0]
+    plain = generate(sofc_model, (32, 32, 32), ["s2=train"], polish=0, **kw)[0]
+    (s2,), (s2_plain,) = res.terms, plain.terms
+    assert not res.polish["reverted"]
+    assert plain.polish == {} and "before_polish" not in s2_plain.extra
+    assert res.polish["iterations"] >= 1 and res.polish["flipped"] == int((res.labels != plain.labels).sum()) > 0
+    assert s2.extra["before_polish"] == pytest.approx(s2_plain.achieved)  # the same run up to the polish
+    curve = sofc_model.training_stats.s2_radial_mean
+    assert s2.achieved == pytest.approx(s2_report(res.labels, np.asarray(curve), (0, 1, 2))["max_error"])
+    assert s2.achieved < s2_plain.achieved
+    assert res.config["polish"] > 0
+
+
+def test_the_polish_does_not_run_with_a_target_it_does_not_see(sofc_model, one_torch_thread):
+    res = generate(sofc_model, (16, 16, 16), ["s2=train", "sa:0=0.15"], steps=2, lmpdd_steps=3, seed=0, progress=False)[0]
+    assert res.polish == {}
+
+
+def test_a_polish_that_would_lose_a_spanning_returns_the_last_state_that_kept_them(sofc_model, one_torch_thread, monkeypatch):
+    import microlad.guidance.loop as loop
+
+    real = loop.polish_s2
+
+    def cutting(labels, curves, phases, **kw):  # a "polish" that breaks every phase-0 path along z
+        out = labels.copy()
+        out[8][out[8] == 0] = 1
+        assert not kw["keep"](out) and kw["keep"](labels)
+        return real(labels, curves, phases, **kw)
+
+    monkeypatch.setattr(loop, "polish_s2", cutting)
+    res = generate(sofc_model, (16, 16, 16), ["s2=train"], steps=2, lmpdd_steps=3, seed=0, progress=False)[0]
+    plain = generate(sofc_model, (16, 16, 16), ["s2=train"], steps=2, lmpdd_steps=3, seed=0, progress=False, polish=0)[0]
+    spans = lambda lab: {(p, a) for p in range(3) for a, ok in enumerate(percolating_axes(lab, phase=p)) if ok}  # noqa: E731
+    assert spans(plain.labels) <= spans(res.labels)
+
+
+def test_polish_keep_condition_reverts_to_the_last_state_that_met_it(one_torch_thread):
+    from scipy import ndimage as ndi
+
+    from microlad.guidance.polish import polish_s2
+
+    rng = np.random.default_rng(0)
+    start = (ndi.gaussian_filter(rng.standard_normal((16, 16, 16)), 2) > 0).astype(np.uint8)
+    curves = np.stack([np.linspace(0.3, 0.1, 9), np.linspace(0.7, 0.5, 9)])  # far: the polish moves many voxels
+    seen = []
+
+    def keep(lab):
+        seen.append(int((lab != start).sum()))
+        return seen[-1] < 50
+
+    out, st = polish_s2(start, curves, (0, 1), n_phases=2, max_iter=40, keep=keep, keep_every=2)
+    assert st.reverted and int((out != start).sum()) < 50 and st.flipped == int((out != start).sum())

@@ -13,6 +13,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
+from microlad.defaults import GUIDANCE_POLISH as POLISH_ITERATIONS
 from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
@@ -33,6 +34,7 @@ def generate(
     lmpdd_steps: int = typer.Option(RECONSTRUCT_STEPS, "--lmpdd-steps", help="DDIM steps of the starting L-MPDD sample."),
     refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes in the finish."),
     exact_vf: bool = typer.Option(True, "--exact-vf/--no-exact-vf", help="After the last step, move the decision thresholds so vf targets are met exactly (the sidecar keeps what guidance reached before, 'before_settle'); --no-exact-vf: leave them as guidance left them."),
+    polish: int = typer.Option(POLISH_ITERATIONS, "--polish", help="With an s2 target (no sa/transport target): at most this many label-polish iterations moving interface voxels toward the S2 target (0: none)."),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Perimeter-calibrated smoothing in the finish, as reconstruct does (its width is set on the start volume and kept; never with a surface-area target)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
@@ -54,6 +56,7 @@ def generate(
         raise InputError(f"--max-steps ({max_steps}) must be at least --steps ({steps})")
     check_positive("--refine", refine, 0)
     check_positive("--property-every", property_every)
+    check_positive("--polish", polish, 0)
     check_positive("--memory-mb", memory_mb, 16)
     check_threads(threads)
     path = start_volume_command(model_dir, shape, out, threads)
@@ -88,7 +91,7 @@ def generate(
 
     run(
         model, dims, target, n=n, seed=seed, steps=steps, max_steps=max_steps, weights=weight, lr=lr, property_every=property_every,
-        calibrate_every=calibrate_every, checkpoint_every=checkpoint_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, periodic=periodic,
+        calibrate_every=calibrate_every, checkpoint_every=checkpoint_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, polish=polish, periodic=periodic,
         memory_budget=memory_mb << 20, progress=progress, indices=mine, on_volume=write,
     )
     who = f"rank {rank}/{world}: " if world > 1 else ""
@@ -137,6 +140,7 @@ def write_guided(path: Path, res, model, *, model_name: str, index: int = 0, dev
                    "steps_run": int(getattr(res, "steps_run", 0)), "selected_step": int(getattr(res, "selected_step", 0))},
         "targets": [t.to_dict() for t in res.terms],
         "phase_fractions": {k: [round(float(v), 5) for v in vals] for k, vals in getattr(res, "phase_fractions", {}).items()},
+        "polish": dict(getattr(res, "polish", {})),
         "timings_s": {k: round(v, 3) for k, v in res.timings.items()} | (extra_timings or {}),
         "steps_csv": csv.name,
     }

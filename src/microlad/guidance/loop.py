@@ -47,6 +47,16 @@ One run, per volume:
    smooth at all: the smoothing exists to give the volume the training images' surface,
    and an explicit target replaces that (with it, SOFC surface-area targets ended short;
    BENCHMARKS.md, guidance status).
+6. Polish (S2 targets, with or without VF targets; not with a surface-area or transport
+   target, which it does not see): the returned labels' interface voxels are moved toward
+   the S2 target curves with the report's S2 (:mod:`~microlad.guidance.polish`; VF-target
+   phases held at their settled fractions). The latent steering leaves each 64³ volume a
+   few per cent off the S2 target (decode, refinement and argmax are not steered exactly);
+   the polish takes that to a few tenths of a per cent with interface moves only (no
+   specks, no new one-voxel spikes). It must not lose a spanning (phase, axis) pair the
+   chosen labels had (checked every 5 iterations; if one is lost, the polish goes back to
+   the last state that kept them all, freezes the voxels flipped since, and goes on; at the
+   end the result keeps them all). The S2 report gives ``before_polish``.
 
 Volume-fraction targets are settled exactly in the final finish (``exact_vf``, default on):
 SDS brings a VF target to within about 0.01 and the last calibration's offset can drift by
@@ -83,6 +93,7 @@ from microlad.descriptors import percolating_axes, volume_fraction
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
+from microlad.guidance.polish import POLISH_ITERATIONS, polish_s2
 from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
@@ -114,6 +125,7 @@ class GuidanceOptions:
     refine: int = RECONSTRUCT_REFINE
     smooth: bool = RECONSTRUCT_SMOOTH
     exact_vf: bool = True
+    polish: int = POLISH_ITERATIONS
     plane_offsets: bool = True
     periodic: bool = False
     memory_budget: int | None = None
@@ -210,6 +222,7 @@ def generate(
     refine: int = RECONSTRUCT_REFINE,
     smooth: bool = RECONSTRUCT_SMOOTH,
     exact_vf: bool = True,
+    polish: int = POLISH_ITERATIONS,
     plane_offsets: bool = True,
     match_vf: bool | Sequence[float] | None = None,
     periodic: bool = False,
@@ -249,6 +262,9 @@ def generate(
         start volume and then kept fixed; no smoothing with a surface-area target).
     exact_vf : settle volume-fraction targets exactly after the last step (default on;
         see the module notes); False reports what SDS alone reached.
+    polish : with an S2 target (and no surface-area or transport target), at most this many
+        iterations of the label polish (:mod:`~microlad.guidance.polish`, module notes item 6)
+        on the returned labels; 0: none.
     plane_offsets : the slice terms read, each step, the voxel planes at a random offset
         k in [0, f) within the latent cells of the step's axis (interpolated latents, as
         the user's volume is decoded), so over the run every voxel plane is steered
@@ -265,7 +281,7 @@ def generate(
     f = vae.config.downsample_factor
     dims = check_shape(shape, f)
     for name, v, lo in (("n", n, 1), ("steps", steps, 1), ("property_every", property_every, 1), ("refine", refine, 0),
-                        ("lmpdd_steps", lmpdd_steps, 1)):
+                        ("lmpdd_steps", lmpdd_steps, 1), ("polish", polish, 0)):
         if not isinstance(v, (int, np.integer)) or v < lo:
             raise InputError(f"{name} must be an integer >= {lo}, got {v!r}")
     if not (isinstance(lr, (int, float)) and 0 < lr < 10):
@@ -286,7 +302,7 @@ def generate(
     channels_last(vae, unet)
     options = GuidanceOptions(steps=steps, max_steps=int(max_steps), lr=float(lr), noise=noise, property_every=property_every, calibrate_every=cal,
                               checkpoint_every=ckpt,
-                              lmpdd_steps=lmpdd_steps, refine=refine, exact_vf=bool(exact_vf), periodic=periodic,
+                              lmpdd_steps=lmpdd_steps, refine=refine, exact_vf=bool(exact_vf), polish=int(polish), periodic=periodic,
                               plane_offsets=bool(plane_offsets), smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
                               memory_budget=memory_budget, progress=progress)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
@@ -385,6 +401,28 @@ class _Run:
         if t.kind == "vf" or not self.settles:
             return measured[t.name]
         return self._measure(term, labels, labels)
+
+    def polish(self, labels: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        """The label polish toward the S2 targets (module notes item 6); returns the labels
+        and what it did ({} when it does not apply)."""
+        s2_terms = [term for term in self.terms if term.target.kind == "s2"]
+        if not self.o.polish or not s2_terms or any(term.target.kind not in ("s2", "vf") for term in self.terms):
+            return labels, {}
+        tp = time.perf_counter()
+        rows, phases = {}, []
+        for term in s2_terms:  # one curve per phase (a later term's curve for a phase wins)
+            for row, p in zip(term.curve.cpu().numpy(), term.phases):
+                rows[p] = row
+        phases = tuple(sorted(rows))
+        p_all = self.vae.config.n_phases
+        held = {term.target.phase: float(volume_fraction(labels, n_phases=p_all)[term.target.phase])
+                for term in self.terms if term.target.kind == "vf"}
+        spans = self.spans(labels)  # never return less connectivity than the labels guidance chose
+        out, st = polish_s2(labels, np.stack([rows[p] for p in phases]), phases, n_phases=p_all, vf_targets=held,
+                            max_iter=self.o.polish, keep=lambda lab: spans <= self.spans(lab), progress=self.o.progress)
+        self.timings["polish"] = time.perf_counter() - tp
+        return out, st.as_dict()
+        return out, info
 
     def spans(self, labels: np.ndarray) -> frozenset[tuple[int, int]]:
         """The (phase, axis) pairs of the guarded phases that span ``labels``."""
@@ -572,6 +610,8 @@ class _Run:
             probs, labels = self.finish(best_z)
         z = best_z
         probs, labels, before_settle = self.settle_fractions(probs, labels)
+        unpolished = labels
+        labels, polish_info = self.polish(labels)
         reports = []
         for term in self.terms:
             t = term.target
@@ -579,6 +619,8 @@ class _Run:
             if t.kind == "s2":
                 rep = T.s2_report(labels, term.curve.cpu().numpy(), term.phases)
                 achieved, extra = rep["max_error"], {"max_pointwise": rep["max_pointwise"]}
+                if polish_info:
+                    extra["before_polish"] = T.s2_report(unpolished, term.curve.cpu().numpy(), term.phases)["max_error"]
             else:
                 achieved = T.measure(term, labels)
             if t.name in before_settle:
@@ -590,7 +632,7 @@ class _Run:
         self.timings["per_step"] = (self.timings["total"] - self.timings["lmpdd"] - self.timings["finish"] - self.timings["calibrate"]) / s
         return GuidanceResult(labels=labels, seed=self.seed, terms=reports, log=log, timings=dict(self.timings), config=config,
                               probabilities=probs.float().cpu().numpy() if return_probabilities else None,
-                              smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step,
+                              smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step, polish=polish_info,
                               phase_fractions={"start": start_fractions,
                                                "final": volume_fraction(labels, n_phases=self.vae.config.n_phases).tolist()})
 

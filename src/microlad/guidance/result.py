@@ -52,7 +52,9 @@ class GuidanceResult:
         step count after which its latent was measured). phase_fractions : per phase, the
         fraction of the finished starting volume (``"start"``) and of the returned labels
         (``"final"``): what the run did to the fractions no target pins (a transport target
-        alone may move them).
+        alone may move them). polish : what the label polish did (loss before / after,
+        voxels flipped, iterations, seconds; ``reverted``: how often it lost a spanning and went back to
+        the last state that kept them all); empty when it did not run. ``probabilities`` are those before the polish.
     """
 
     labels: np.ndarray
@@ -66,6 +68,7 @@ class GuidanceResult:
     steps_run: int = 0
     selected_step: int = 0
     phase_fractions: dict[str, list[float]] = field(default_factory=dict)
+    polish: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """``name target→achieved`` per term on one line."""

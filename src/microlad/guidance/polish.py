@@ -1,0 +1,233 @@
+"""Label polish: move interface voxels of finished labels toward an S2 target.
+
+Guidance steers a latent volume; what the user gets are the hard labels of its finish,
+and their slice S2 ends a few per cent off the target per volume (decode, refinement and
+argmax lie between the latent and the labels, and a 64³ cube's long-range S2 fluctuates).
+The polish closes that gap on the labels themselves, with the report's S2 definition:
+
+    L = Σ_{p, a} mean_k (S2_{p,a}(k) − T_p(k))² / T_p(0)²  +  Σ_q ((VF_q − v_q) / 10⁻³)²
+
+over the targeted phases p, the three slicing axes a (slices normal to z, y, x; radial,
+non-periodic S2, lags k = 0..K−1, :func:`microlad.descriptors.torch.s2_slices`) and the
+phases q whose volume fraction is held at v_q.
+
+Each iteration takes the gradient of L with respect to the one-hot labels (one autograd
+pass); flipping voxel v from phase a to phase b changes L by about g_b(v) − g_a(v)
+(with the lag-0 term, S2(0) = VF, taken exactly: the gradient of I(v)² mispredicts a flip).
+Only **interface moves** are allowed, on one colour of a 3D checkerboard per iteration
+(so no two face neighbours flip together):
+
+* b is the phase of at least 2 of v's 6 face neighbours (a voxel outside the volume
+  counts as v's own phase), so a flip never makes a speck or a one-contact spike;
+* no face neighbour of v is left without a neighbour of its own phase.
+
+The candidates are ordered by predicted change; the loss is evaluated exactly for the
+best 1/2, 1 and 2 times the previous step's count, and the best of those is kept when it
+lowers L (no step kept twice in a row on both colours: stop). The run also stops after
+``max_iter`` iterations, when the last 10 iterations lowered L by less than 1 %, or when
+``max_flip_fraction`` of the voxels differ from the input, or when a caller's condition
+(``keep``, checked every 5 iterations: guidance passes "no spanning lost") fails: then the
+polish goes back to the last state that met it, freezes the voxels flipped since then (one
+of them broke the condition) and goes on, at most 5 times. Deterministic: stable sorts, no random numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from microlad.defaults import GUIDANCE_POLISH
+from microlad.descriptors import torch as td
+
+__all__ = ["PolishStats", "polish_s2", "POLISH_ITERATIONS"]
+
+VF_SCALE = 1e-3
+"""Volume-fraction tolerance of the polish: a held phase costs 1 per 10⁻³ off its fraction."""
+
+POLISH_ITERATIONS = GUIDANCE_POLISH
+"""Default largest number of polish iterations (:data:`microlad.defaults.GUIDANCE_POLISH`)."""
+
+MAX_REVERTS = 5
+"""Largest number of times a polish goes back to the last state that met its ``keep`` condition."""
+
+MIN_CONTACTS = 2
+"""A voxel may take phase b only if at least this many of its face neighbours are b."""
+
+
+@dataclass(frozen=True)
+class PolishStats:
+    """What a polish did: ``loss_before`` / ``loss_after`` (L of the module notes),
+    ``flipped`` (voxels that differ from the input), ``iterations``, ``seconds``, ``reverted``
+    (how often the ``keep`` condition failed and the polish went back to the last state
+    that met it)."""
+
+    loss_before: float
+    loss_after: float
+    flipped: int
+    iterations: int
+    seconds: float
+    reverted: int = 0
+
+    def as_dict(self) -> dict:
+        return {"loss_before": self.loss_before, "loss_after": self.loss_after, "flipped": self.flipped,
+                "iterations": self.iterations, "seconds": self.seconds, "reverted": self.reverted}
+
+
+def polish_loss(onehot: torch.Tensor, curves: torch.Tensor, phases: tuple[int, ...],
+                vf_targets: dict[int, float], *, s2_out: list | None = None) -> torch.Tensor:
+    """L of the module notes for ``onehot`` (P, Z, Y, X) and target ``curves`` (P_t, K);
+    the (P_t × 3) slice-S2 curves are appended to ``s2_out`` when given."""
+    k = curves.shape[-1]
+    total = onehot.new_zeros(())
+    for row, p in zip(curves, phases):
+        for a in range(3):
+            s2 = td.s2_slices(onehot[p], axis=a, cutoff=k - 1, periodic=False)
+            if s2_out is not None:
+                s2_out.append(s2)
+            total = total + ((s2 - row) / row[0]).square().mean()
+    for q, v in vf_targets.items():
+        total = total + ((onehot[q].mean() - v) / VF_SCALE).square()
+    return total
+
+
+_SHIFTS = [(d, s) for d in range(3) for s in (1, -1)]
+
+
+def _neighbours(x: torch.Tensor) -> list[torch.Tensor]:
+    """The six face-neighbour views of (..., Z, Y, X) ``x`` (edge voxels see themselves)."""
+    pad = F.pad(x[None, None].float(), (1, 1, 1, 1, 1, 1), mode="replicate")[0, 0]
+    z, y, w = x.shape[-3:]
+    out = []
+    for d, s in _SHIFTS:
+        sl = [slice(1, 1 + z), slice(1, 1 + y), slice(1, 1 + w)]
+        sl[d] = slice(1 + s, 1 + s + x.shape[d - 3])
+        out.append(pad[tuple(sl)].to(x.dtype))
+    return out
+
+
+def _allowed(labels: torch.Tensor, n_phases: int, colour: torch.Tensor) -> torch.Tensor:
+    """(P, Z, Y, X) bool: may voxel v take phase b (the rules of the module notes)."""
+    nbrs = _neighbours(labels)
+    counts = torch.stack([sum((nb == b).to(torch.int8) for nb in nbrs) for b in range(n_phases)])
+    own = counts.gather(0, labels[None].long())[0]
+    lonely = own == 1  # exactly one face neighbour of its own phase
+    strands = torch.zeros_like(lonely)
+    for lone_nb, lab_nb in zip(_neighbours(lonely.to(torch.uint8)), nbrs):
+        strands |= (lone_nb > 0) & (lab_nb == labels)
+    ok = (counts >= MIN_CONTACTS) & colour[None] & ~strands[None]
+    return ok & (torch.arange(n_phases)[:, None, None, None] != labels[None])
+
+
+def polish_s2(
+    labels: np.ndarray,
+    curves: np.ndarray,
+    phases: tuple[int, ...],
+    *,
+    n_phases: int,
+    vf_targets: dict[int, float] | None = None,
+    max_iter: int = POLISH_ITERATIONS,
+    max_flip_fraction: float = 0.1,
+    keep: Callable[[np.ndarray], bool] | None = None,
+    keep_every: int = 5,
+    progress: bool = False,
+) -> tuple[np.ndarray, PolishStats]:
+    """Polish ``labels`` (Z, Y, X) toward the slice-S2 ``curves`` (P_t, K) of ``phases``.
+
+    ``vf_targets`` {phase: fraction} are held (the VF term of the loss). The cutoff is
+    ``min(K − 1, min(shape) // 2)`` as in the report (:func:`~microlad.guidance.terms.s2_report`).
+    ``keep(labels) -> bool``, checked every ``keep_every`` iterations and at the end, is a
+    condition the result must meet (guidance: no spanning lost); when it fails, the polish
+    goes back to the last state that met it, freezes the voxels flipped since then, and goes
+    on (at most ``MAX_REVERTS`` times; ``PolishStats.reverted``).
+    Returns the polished labels (a new array, same dtype) and :class:`PolishStats`.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    vf_targets = {int(q): float(v) for q, v in (vf_targets or {}).items()}
+    lab = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64))
+    k = min(np.shape(curves)[-1], min(labels.shape) // 2 + 1)
+    tgt = torch.as_tensor(np.asarray(curves, np.float64)[:, :k], dtype=torch.float32)
+    n = lab.numel()
+    budget = int(max_flip_fraction * n)
+
+    def loss_of(lb: torch.Tensor, grad: bool):
+        x = F.one_hot(lb, n_phases).permute(3, 0, 1, 2).to(torch.float32)
+        if not grad:
+            with torch.no_grad():
+                return float(polish_loss(x, tgt, phases, vf_targets)), None
+        x.requires_grad_(True)
+        curves_out: list[torch.Tensor] = []
+        loss = polish_loss(x, tgt, phases, vf_targets, s2_out=curves_out)
+        g, *dcurves = torch.autograd.grad(loss, [x, *curves_out])
+        # Lag 0 is I(v)², whose gradient 2·I(v) mispredicts a flip (exact: −1 for the old
+        # phase, +1 for the new one): add the difference, dL/dS2(0) / n per phase.
+        lag0 = torch.zeros(n_phases, dtype=g.dtype)
+        for i, p in enumerate(phases):
+            lag0[p] = sum(float(d[0]) for d in dcurves[3 * i: 3 * i + 3]) / n
+        return float(loss.detach()), (g, lag0)
+
+    start = lab.clone()
+    grid = torch.meshgrid(*(torch.arange(s) for s in lab.shape), indexing="ij")
+    checker = (grid[0] + grid[1] + grid[2]) % 2
+    loss0, _ = loss_of(lab, False)
+    loss, history, fails, size, it = loss0, [loss0], 0, max(16, n // 2048), 0
+    kept = (lab.clone(), loss, 0)  # the last state known to meet ``keep``
+    frozen = torch.zeros_like(lab, dtype=torch.bool)  # voxels whose flips broke ``keep``
+    reverted = 0
+    bar = tqdm(total=max_iter, desc="polish S2", unit="it", disable=not progress, leave=False)
+    while it < max_iter and fails < 2:
+        it += 1
+        bar.update(1)
+        _, (g, lag0) = loss_of(lab, True)
+        # predicted change of L per (new phase b, voxel v of phase a): g_b − g_a, lag 0 exact
+        delta = g - g.gather(0, lab[None]) + lag0[:, None, None, None] + lag0[lab][None]
+        ok = _allowed(lab, n_phases, checker == it % 2) & ~frozen[None]
+        delta = torch.where(ok, delta, torch.full_like(delta, float("inf")))
+        best, new = delta.min(0)
+        best, new = best.flatten(), new.flatten()
+        cand = torch.nonzero(best < 0).flatten()
+        room = budget - int((lab != start).sum())
+        cand = cand[torch.argsort(best[cand], stable=True)][: max(room, 0)]
+        chosen = None
+        for m in sorted({max(1, size // 2), size, 2 * size}):
+            take = cand[:m]
+            trial = lab.flatten().clone()
+            trial[take] = new[take]
+            trial = trial.view_as(lab)
+            value, _ = loss_of(trial, False)
+            if value < (chosen[0] if chosen else loss):
+                chosen = (value, trial, m)
+            if take.numel() < m:
+                break
+        if chosen is None:
+            fails += 1
+            size = max(1, size // 2)
+        else:
+            fails = 0
+            loss, lab, size = chosen[0], chosen[1], chosen[2]
+        history.append(loss)
+        bar.set_postfix(loss=f"{loss:.2e}")
+        if keep is not None and it % keep_every == 0:
+            if keep(lab.numpy()):
+                kept = (lab.clone(), loss, it)
+            else:  # back to the last state that met it; the voxels flipped since stay as they are
+                frozen |= lab != kept[0]
+                lab, loss = kept[0].clone(), kept[1]
+                reverted += 1
+                history, fails = [loss], 0
+                if reverted >= MAX_REVERTS:
+                    break
+                continue
+        if len(history) > 10 and history[-1] > 0.99 * history[-11]:
+            break
+    bar.close()
+    if keep is not None and not torch.equal(lab, kept[0]) and not keep(lab.numpy()):
+        lab, loss = kept[0], kept[1]
+        reverted += 1
+    out = lab.numpy().astype(labels.dtype, copy=False)
+    return out, PolishStats(loss0, loss, int((lab != start).sum()), it, time.perf_counter() - t0, reverted)

@@ -1,0 +1,95 @@
+"""The label polish (microlad.guidance.polish), checked with the report's numpy S2 and
+scipy.ndimage, independent of the torch loss it minimises."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from microlad import descriptors as nd
+from microlad.guidance.polish import polish_s2
+from microlad.guidance.terms import s2_report
+
+
+def _two_phase(seed: int, shape=(32, 32, 32), sigma=2.0, level=0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (field > level).astype(np.uint8)
+
+
+def _slice_s2_curves(vol: np.ndarray, n_phases: int, cutoff: int) -> np.ndarray:
+    """Target curves (P, cutoff + 1): the numpy slice S2 averaged over the three axes."""
+    return np.stack([np.mean([nd.s2_slices(vol, phase=p, axis=a, cutoff=cutoff, periodic=False) for a in range(3)], axis=0)
+                     for p in range(n_phases)])
+
+
+def _isolated(vol: np.ndarray) -> int:
+    """Voxels with no face neighbour of their own phase (edge voxels see themselves)."""
+    pad = np.pad(vol, 1, mode="edge")
+    same = np.zeros(vol.shape, dtype=int)
+    for d in range(3):
+        for s in (-1, 1):
+            same += np.roll(pad, s, axis=d)[1:-1, 1:-1, 1:-1] == vol
+    return int((same == 0).sum())
+
+
+@pytest.fixture(scope="module")
+def case():
+    reference = _two_phase(0)
+    start = ndi.binary_dilation(_two_phase(1), iterations=1).astype(np.uint8)  # another structure, fatter phase 1
+    curves = _slice_s2_curves(reference, 2, 16)
+    return reference, start, curves
+
+
+def test_polish_moves_the_report_s2_toward_the_target(case, one_torch_thread):
+    _, start, curves = case
+    before = s2_report(start, curves, (0, 1))
+    out, st = polish_s2(start, curves, (0, 1), n_phases=2, max_iter=60)
+    after = s2_report(out, curves, (0, 1))
+    assert before["max_error"] > 0.05  # the start is far from the target
+    assert after["max_error"] < before["max_error"] / 3
+    assert after["max_pointwise"] < before["max_pointwise"] / 2
+    assert st.loss_after < st.loss_before and st.flipped == int((out != start).sum()) > 0
+    assert out.dtype == start.dtype and out.shape == start.shape
+
+
+def test_polish_makes_interface_moves_only(case, one_torch_thread):
+    _, start, curves = case
+    # one iteration: each flip takes a phase that at least 2 face neighbours have, and no two
+    # flipped voxels are face neighbours (one checkerboard colour per iteration)
+    one, st = polish_s2(start, curves, (0, 1), n_phases=2, max_iter=1)
+    changed = one != start
+    assert st.iterations == 1 and changed.sum() > 0
+    pad = np.pad(start, 1, mode="edge")
+    contacts = np.zeros(start.shape, dtype=int)
+    for d in range(3):
+        for s in (-1, 1):
+            contacts += np.roll(pad, s, axis=d)[1:-1, 1:-1, 1:-1] == one
+    assert contacts[changed].min() >= 2
+    assert not any((changed & np.roll(changed, s, axis=d)).any() for d in range(3) for s in (-1, 1))
+    # many iterations: no voxel ends without a face neighbour of its own phase that had one
+    out, _ = polish_s2(start, curves, (0, 1), n_phases=2, max_iter=60)
+    assert _isolated(out) <= _isolated(start)
+
+
+def test_polish_holds_volume_fraction_targets_and_is_deterministic(case, one_torch_thread):
+    _, start, curves = case
+    vf = float((start == 1).mean())
+    a, sa = polish_s2(start, curves, (0, 1), n_phases=2, vf_targets={1: vf}, max_iter=30)
+    b, sb = polish_s2(start, curves, (0, 1), n_phases=2, vf_targets={1: vf}, max_iter=30)
+    assert np.array_equal(a, b) and sa.loss_after == sb.loss_after
+    assert abs(float((a == 1).mean()) - vf) < 2e-3
+    free, _ = polish_s2(start, curves, (0, 1), n_phases=2, max_iter=30)
+    # without the hold the fraction moves toward the target's S2(0) (the start's phase 1 is too fat)
+    assert (free == 1).mean() < vf - 0.01
+
+
+def test_polish_on_a_three_phase_volume_and_a_single_phase_target(one_torch_thread):
+    rng = np.random.default_rng(3)
+    f = ndi.gaussian_filter(rng.standard_normal((3, 24, 24, 24)), (0, 2, 2, 2))
+    start = f.argmax(0).astype(np.uint8)
+    target = (ndi.gaussian_filter(rng.standard_normal((3, 24, 24, 24)), (0, 2.5, 2.5, 2.5)) * [[[[1.0]]], [[[1.2]]], [[[0.8]]]]).argmax(0)
+    curves = _slice_s2_curves(target.astype(np.uint8), 3, 12)
+    out, _ = polish_s2(start, curves[1:2], (1,), n_phases=3, max_iter=40)
+    assert s2_report(out, curves[1:2], (1,))["max_error"] < s2_report(start, curves[1:2], (1,))["max_error"] / 2
+    assert set(np.unique(out)) <= {0, 1, 2}
