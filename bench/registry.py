@@ -36,6 +36,8 @@ CAL5_DEFAULT = ("measured while an S2 target calibrated every 5 steps by default
                 "night after Leopard lost pore spanning with it); the same command now measures 3 calibrations per run")
 FEW_CHECKPOINTS = ("measured before S2 and surface-area runs also measured a checkpoint every steps/12 between calibrations "
                    "and the choice kept the run's spannings (2026-12-07); the same command now measures that default")
+NO_POLISH = ("measured before S2-guided runs ended with the label polish (2026-12-07, night); the same command now "
+             "polishes; the *_s2_image_nopolish entries are the same runs with --polish 0, *_s2_image_polish with it")
 OLD_CARBONATE = "/work/runs/carbonate"
 FIRST_CARBONATE = ("measured the first bundled carbonate model (2026-12-03, --ldm-steps 4000, centre-weighted patch sampler), "
                    "replaced on 2026-12-06 by one trained with default settings; a re-run measures the new weights")
@@ -433,13 +435,26 @@ ENTRIES: tuple[Entry, ...] = (
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set from the latent-mean-matched start (compare "
                    "guidance_carbonate_s2_image_ck5)"),
-    _guidance("guidance_sofc_s2_image_guard", "--sets s2 --s2-target image --seeds 10", 15,
+    _guidance("guidance_sofc_s2_image_guard", "--sets s2 --s2-target image --seeds 10", 15, stale=NO_POLISH,
               note="issue #10's SOFC S2-guided set with the checkpoint guard protecting only the start's and the last "
                    "step's spannings (eleventh session; compare guidance_sofc_s2_image_latent_mean)"),
-    _guidance("guidance_carbonate_s2_image_guard", "--sets s2 --s2-target image --seeds 10", 15,
+    _guidance("guidance_carbonate_s2_image_guard", "--sets s2 --s2-target image --seeds 10", 15, stale=NO_POLISH,
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set with the checkpoint guard protecting only the start's and the "
                    "last step's spannings (compare guidance_carbonate_s2_image_latent_mean)"),
+    _guidance("guidance_sofc_s2_image_nopolish", "--sets s2 --s2-target image --seeds 10 --polish 0", 15,
+              note="issue #10's SOFC S2-guided set without the label polish (the same volumes as guidance_sofc_s2_image_guard, "
+                   "with perimeter, surface area and spanning measured)"),
+    _guidance("guidance_carbonate_s2_image_nopolish", "--sets s2 --s2-target image --seeds 10 --polish 0", 15,
+              model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set without the label polish (the same volumes as "
+                   "guidance_carbonate_s2_image_guard, with perimeter, surface area and spanning measured)"),
+    _guidance("guidance_sofc_s2_image_polish", "--sets s2 --s2-target image --seeds 10", 18,
+              note="issue #10's SOFC S2-guided set with the label polish (default since 2026-12-07, night; compare "
+                   "guidance_sofc_s2_image_nopolish, the same runs without it)"),
+    _guidance("guidance_carbonate_s2_image_polish", "--sets s2 --s2-target image --seeds 10", 18,
+              model="carbonate", image=CARBONATE,
+              note="issue #10's carbonate S2-guided set with the label polish (compare guidance_carbonate_s2_image_nopolish)"),
     _guidance("guidance_carbonate_s2_image_steps120", "--sets s2 --s2-target image --seeds 10 --steps 120", 20,
               model="carbonate", image=CARBONATE,
               note="issue #10's carbonate S2-guided set with 120 steps (its guidance start has half the pore fraction; is 60 too few?)"),
@@ -454,7 +469,10 @@ ENTRIES: tuple[Entry, ...] = (
               note="issue #10's carbonate VF control with the plane offsets (both phases, 10 × 64³)"),
     _guidance("guidance_sofc_speed_idle_cal5", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 5, stale=CAL5_DEFAULT,
               note="issue #10's speed item on an idle machine with 12 calibrations per S2 run: VF, S2 and SA targets at 64³, 2 torch threads"),
-    _guidance("guidance_sofc_speed_idle_ck5", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 4,
+    _guidance("guidance_sofc_speed_idle_polish", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 4,
+              note="issue #10's speed item on an idle machine with the label polish after S2-guided runs (default since "
+                   "2026-12-07, night): VF, S2 and SA targets at 64³, 2 torch threads"),
+    _guidance("guidance_sofc_speed_idle_ck5", "--sets vf,s2,sa --phases 1 --seeds 2 --threads 2", 4, stale=NO_POLISH,
               note="issue #10's speed item on an idle machine with checkpoints every 5 steps for S2 and SA targets (the default since 2026-12-07): VF, S2 and SA targets at 64³, 2 torch threads"),
     _guidance("guidance_sofc_sa_ck5", "--sets sa --seeds 10", 40,
               note="issue #10's surface-area control on the default since 2026-12-07 (checkpoints every 5 steps, spanning kept): every phase, 10 × 64³"),

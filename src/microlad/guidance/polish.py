@@ -21,14 +21,19 @@ Only **interface moves** are allowed, on one colour of a 3D checkerboard per ite
   counts as v's own phase), so a flip never makes a speck or a one-contact spike;
 * no face neighbour of v is left without a neighbour of its own phase.
 
-The candidates are ordered by predicted change; the loss is evaluated exactly for the
-best 1/2, 1 and 2 times the previous step's count, and the best of those is kept when it
-lowers L (no step kept twice in a row on both colours: stop). The run also stops after
-``max_iter`` iterations, when the last 10 iterations lowered L by less than 1 %, or when
-``max_flip_fraction`` of the voxels differ from the input, or when a caller's condition
-(``keep``, checked every 5 iterations: guidance passes "no spanning lost") fails: then the
-polish goes back to the last state that met it, freezes the voxels flipped since then (one
-of them broke the condition) and goes on, at most 5 times. Deterministic: stable sorts, no random numbers.
+The candidates are ordered by predicted change; the loss is evaluated exactly for the best
+1/2, 1 and 2 times the previous step's count, and the best of those is kept if it lowers L.
+The polish stops after ``max_iter`` iterations, after two iterations in a row without a kept
+step, when the last 10 iterations lowered L by less than 1 %, or when ``max_flip_fraction``
+of the voxels differ from the input. A caller's condition (``keep``, checked every 5
+iterations and at the end; guidance passes "no spanning lost") sends it back to the last
+state that met it, with the voxels flipped since then frozen (one of them broke the
+condition), at most 5 times. Deterministic: stable sorts, no random numbers.
+
+Why these rules (measured on S2-guided 64³ SOFC and carbonate volumes, BENCHMARKS.md,
+guidance status): allowing only flips that add no interface (b at least as common as a
+around v) stalled on the too-smooth carbonate volumes, which need surface added; with the
+lag-0 term from the gradient alone, the line search stalled at 5–10× the final loss.
 """
 from __future__ import annotations
 
