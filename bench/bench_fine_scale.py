@@ -36,6 +36,8 @@ default reconstruction does):
 - ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps);
 - ``stop_T``: the default, but L-MPDD returns its clean estimate at the first step with
   timestep <= T instead of running the remaining low-noise steps;
+- ``polish``: the default, then guidance's label polish (:mod:`microlad.guidance.polish`, 100
+  iterations, spannings kept) toward the training S2 stored in the model (2D data only);
 - ``harmonise_T``: the default with, after L-MPDD, the latent re-noised to timestep T and
   replaced by the (coupled) clean estimate along x, then y, then z (one U-Net pass per axis).
 
@@ -174,13 +176,22 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant in ("default", "dpm", "moments", "no_moments") or variant.startswith(("coupled_until_", "moments_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant in ("default", "dpm", "moments", "no_moments", "polish") or variant.startswith(("coupled_until_", "moments_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
     elif variant == "common_width":
         ref = [float(v) for v in model.training_stats.specific_surface_area]
         sigma = calibrate_sigma(probs, ref, lambda q: match_fractions(q, target_vf))
         probs, _ = smooth_probabilities(model, probs, target_vf, sigma=sigma)
-    return probs.argmax(0).to(torch.uint8).numpy()
+    labels = probs.argmax(0).to(torch.uint8).numpy()
+    if variant == "polish":
+        from microlad.descriptors import percolating_axes
+        from microlad.guidance.polish import polish_s2
+        from microlad.guidance.stats import training_reference
+
+        spans = lambda lab: {(q, a) for q in range(p) for a, ok in enumerate(percolating_axes(lab, phase=q)) if ok}  # noqa: E731
+        start = spans(labels)
+        labels, _ = polish_s2(labels, training_reference(model).s2, tuple(range(p)), n_phases=p, keep=lambda lab: start <= spans(lab))
+    return labels
 
 
 def main() -> None:

@@ -165,10 +165,11 @@ def polish_s2(
         if not grad:
             with torch.no_grad():
                 return float(polish_loss(x, tgt, phases, vf_targets)), None
-        x.requires_grad_(True)
-        curves_out: list[torch.Tensor] = []
-        loss = polish_loss(x, tgt, phases, vf_targets, s2_out=curves_out)
-        g, *dcurves = torch.autograd.grad(loss, [x, *curves_out])
+        with torch.enable_grad():  # callers may be under no_grad
+            x.requires_grad_(True)
+            curves_out: list[torch.Tensor] = []
+            loss = polish_loss(x, tgt, phases, vf_targets, s2_out=curves_out)
+            g, *dcurves = torch.autograd.grad(loss, [x, *curves_out])
         # Lag 0 is I(v)², whose gradient 2·I(v) mispredicts a flip (exact: −1 for the old
         # phase, +1 for the new one): add the difference, dL/dS2(0) / n per phase.
         lag0 = torch.zeros(n_phases, dtype=g.dtype)
