@@ -77,7 +77,7 @@ def test_polish_holds_volume_fraction_targets_and_is_deterministic(case, one_tor
     _, start, curves = case
     vf = float((start == 1).mean())
     a, sa = polish_s2(start, curves, (0, 1), n_phases=2, vf_targets={1: vf}, max_iter=30)
-    with torch.no_grad():  # the same under a caller's no_grad
+    with torch.inference_mode():  # the same under a caller's inference_mode (or no_grad)
         b, sb = polish_s2(start, curves, (0, 1), n_phases=2, vf_targets={1: vf}, max_iter=30)
     assert np.array_equal(a, b) and sa.loss_after == sb.loss_after
     assert abs(float((a == 1).mean()) - vf) < 2e-3

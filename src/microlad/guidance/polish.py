@@ -37,6 +37,7 @@ lag-0 term from the gradient alone, the line search stalled at 5–10× the fina
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -127,6 +128,16 @@ def _allowed(labels: torch.Tensor, n_phases: int, colour: torch.Tensor) -> torch
     return ok & (torch.arange(n_phases)[:, None, None, None] != labels[None])
 
 
+def _with_grad(fn):
+    """Run ``fn`` with autograd on, also under a caller's ``no_grad`` or ``inference_mode``."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.inference_mode(False), torch.enable_grad():
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@_with_grad
 def polish_s2(
     labels: np.ndarray,
     curves: np.ndarray,
@@ -148,7 +159,8 @@ def polish_s2(
     condition the result must meet (guidance: no spanning lost); when it fails, the polish
     goes back to the last state that met it, freezes the voxels flipped since then, and goes
     on (at most ``MAX_REVERTS`` times; ``PolishStats.reverted``).
-    Returns the polished labels (a new array, same dtype) and :class:`PolishStats`.
+    Returns the polished labels (a new array, same dtype) and :class:`PolishStats`. Works
+    under a caller's ``no_grad`` or ``inference_mode``.
     """
     import time
 
@@ -165,11 +177,10 @@ def polish_s2(
         if not grad:
             with torch.no_grad():
                 return float(polish_loss(x, tgt, phases, vf_targets)), None
-        with torch.enable_grad():  # callers may be under no_grad
-            x.requires_grad_(True)
-            curves_out: list[torch.Tensor] = []
-            loss = polish_loss(x, tgt, phases, vf_targets, s2_out=curves_out)
-            g, *dcurves = torch.autograd.grad(loss, [x, *curves_out])
+        x.requires_grad_(True)
+        curves_out: list[torch.Tensor] = []
+        loss = polish_loss(x, tgt, phases, vf_targets, s2_out=curves_out)
+        g, *dcurves = torch.autograd.grad(loss, [x, *curves_out])
         # Lag 0 is I(v)², whose gradient 2·I(v) mispredicts a flip (exact: −1 for the old
         # phase, +1 for the new one): add the difference, dL/dS2(0) / n per phase.
         lag0 = torch.zeros(n_phases, dtype=g.dtype)
