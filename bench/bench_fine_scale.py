@@ -36,8 +36,9 @@ default reconstruction does):
 - ``dpm``: the default with DPM-Solver++(2M) as the L-MPDD sampler (same steps);
 - ``stop_T``: the default, but L-MPDD returns its clean estimate at the first step with
   timestep <= T instead of running the remaining low-noise steps;
-- ``polish``: the default, then guidance's label polish (:mod:`microlad.guidance.polish`, 100
-  iterations, spannings kept) toward the training S2 stored in the model (2D data only);
+- ``polish``: ``reconstruct(polish=100)``: the default, then the label polish
+  (:mod:`microlad.reconstruct.polish`, spannings kept) toward the training S2 and slice
+  perimeter stored in the model (2D data only); ``polish_s2``: the same toward the S2 alone;
 - ``harmonise_T``: the default with, after L-MPDD, the latent re-noised to timestep T and
   replaced by the (coupled) clean estimate along x, then y, then z (one U-Net pass per axis).
 
@@ -176,21 +177,18 @@ def variant_labels(model, variant: str, seed: int, size: int, target_vf) -> np.n
     refine = {"k0": 0, "k3": 3, "axis0_only": 0}.get(variant, 1)
     if refine:
         probs = match_fractions(refine_volume(vae, probs, refine), target_vf)
-    if variant in ("default", "dpm", "moments", "no_moments", "polish") or variant.startswith(("coupled_until_", "moments_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
+    if variant in ("default", "dpm", "moments", "no_moments", "polish", "polish_s2") or variant.startswith(("coupled_until_", "moments_", "harmonise_", "stop_")):  # reconstruct()'s default finish: perimeter-calibrated smoothing
         probs, _ = smooth_probabilities(model, probs, target_vf)
     elif variant == "common_width":
         ref = [float(v) for v in model.training_stats.specific_surface_area]
         sigma = calibrate_sigma(probs, ref, lambda q: match_fractions(q, target_vf))
         probs, _ = smooth_probabilities(model, probs, target_vf, sigma=sigma)
     labels = probs.argmax(0).to(torch.uint8).numpy()
-    if variant == "polish":
-        from microlad.descriptors import percolating_axes
-        from microlad.guidance.polish import polish_s2
-        from microlad.guidance.stats import training_reference
+    if variant in ("polish", "polish_s2"):  # reconstruct()'s opt-in polish (polish_s2: without the perimeter term)
+        from microlad.reconstruct.api import _polish, _polish_targets
 
-        spans = lambda lab: {(q, a) for q in range(p) for a, ok in enumerate(percolating_axes(lab, phase=q)) if ok}  # noqa: E731
-        start = spans(labels)
-        labels, _ = polish_s2(labels, training_reference(model).s2, tuple(range(p)), n_phases=p, keep=lambda lab: start <= spans(lab))
+        s2, perimeter = _polish_targets(model)
+        labels, _ = _polish(labels, (s2, perimeter if variant == "polish" else None), 100, False)
     return labels
 
 

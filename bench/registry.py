@@ -537,12 +537,19 @@ ENTRIES: tuple[Entry, ...] = (
           note="SOFC, 10 × 64³: the stored window (every step coupled) against 0.25, the pick of a re-calibration with "
                "latent-mean matching on (not adopted: phase 0's small-r S2 stays above 2 %)"),
     Entry("fine_scale_sofc_polish",
-          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish --name sofc_polish", 4,
-          note="#11: the default reconstruction, then guidance's label polish toward the training S2 (10 × 64³, same "
-               "seeds as the default rows of fine_scale_sofc_window025; not adopted: perimeter rises to +2–4 %)"),
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish_s2 --name sofc_polish", 4,
+          note="#11: the default reconstruction, then the label polish toward the training S2 alone (10 × 64³, same "
+               "seeds as the default rows of fine_scale_sofc_window025; perimeter rises to +2–4 %)"),
     Entry("fine_scale_carbonate_polish",
-          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish --name carbonate_polish", 3,
-          note="#11: the default carbonate reconstruction, then the label polish toward the training S2 (10 × 64³)"),
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish_s2 --name carbonate_polish", 3,
+          note="#11: the default carbonate reconstruction, then the label polish toward the training S2 alone (10 × 64³)"),
+    Entry("fine_scale_sofc_polish_perimeter",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish --name sofc_polish_perimeter", 4,
+          note="#11: reconstruct(polish=100), the opt-in label polish toward the training S2 and slice perimeter with "
+               "the matched fractions held (10 × 64³, seeds 1000–1009)"),
+    Entry("fine_scale_carbonate_polish_perimeter",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish --name carbonate_polish_perimeter", 3,
+          note="#11: reconstruct(polish=100) on the carbonate model (10 × 64³, seeds 1000–1009)"),
     Entry("evaluate", f"python bench/bench_evaluate.py /tmp/ev_vols --reference {SOFC}", 3,
           setup=("microlad reconstruct sofc-anode --shape 64 64 64 -n 10 --out /tmp/ev_vols --overwrite --no-progress",),
           note="the first run recorded neither its volumes' seed nor the 'image + model' row's reference image; the CLI's "

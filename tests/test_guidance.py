@@ -469,7 +469,7 @@ def test_a_polish_that_would_lose_a_spanning_returns_the_last_state_that_kept_th
 def test_polish_keep_condition_reverts_to_the_last_state_that_met_it(one_torch_thread):
     from scipy import ndimage as ndi
 
-    from microlad.guidance.polish import polish_s2
+    from microlad.reconstruct.polish import polish_s2
 
     rng = np.random.default_rng(0)
     start = (ndi.gaussian_filter(rng.standard_normal((16, 16, 16)), 2) > 0).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""The label polish (microlad.guidance.polish), checked with the report's numpy S2 and
+"""The label polish (microlad.reconstruct.polish), checked with the report's numpy S2 and
 scipy.ndimage, independent of the torch loss it minimises."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage as ndi
 
 from microlad import descriptors as nd
-from microlad.guidance.polish import polish_s2
+from microlad.reconstruct.polish import polish_s2
 from microlad.guidance.terms import s2_report
 
 
@@ -95,3 +95,38 @@ def test_polish_on_a_three_phase_volume_and_a_single_phase_target(one_torch_thre
     out, _ = polish_s2(start, curves[1:2], (1,), n_phases=3, max_iter=40)
     assert s2_report(out, curves[1:2], (1,))["max_error"] < s2_report(start, curves[1:2], (1,))["max_error"] / 2
     assert set(np.unique(out)) <= {0, 1, 2}
+
+
+def test_the_perimeter_term_moves_the_reports_slice_perimeter_toward_its_target(one_torch_thread):
+    start = _two_phase(5, sigma=1.5)
+    own = _slice_s2_curves(start, 2, 16)  # S2 target = the start's own: only the perimeter term pulls
+    per = [float(np.mean([nd.slice_perimeter_density(start, phase=p, axis=a) for a in range(3)])) for p in (0, 1)]
+    # smoother than the start (interface moves keep >= 2 contacts, so they can always smooth;
+    # roughening a smooth surface would need one-contact bumps, which are not allowed)
+    target = {p: 0.9 * per[p] for p in (0, 1)}
+    out, st = polish_s2(start, own, (0, 1), n_phases=2, perimeter=target, max_iter=60)
+    after = [float(np.mean([nd.slice_perimeter_density(out, phase=p, axis=a) for a in range(3)])) for p in (0, 1)]
+    for p in (0, 1):
+        assert abs(after[p] / target[p] - 1) < 0.5 * abs(per[p] / target[p] - 1), (per, after, target)
+    assert _isolated(out) <= _isolated(start)
+
+
+def test_reconstruct_polish_is_opt_in_moves_toward_the_training_s2_and_keeps_spannings(one_torch_thread):
+    from microlad.bundled import resolve_model
+    from microlad.descriptors import percolating_axes
+    from microlad.errors import InputError
+    from microlad.model import load_model
+
+    model = load_model(resolve_model("sofc-anode"))
+    kw = dict(n=1, seed=3, steps=5, progress=False)
+    plain = model.reconstruct((32, 32, 32), **kw)[0]
+    polished = model.reconstruct((32, 32, 32), polish=40, **kw)[0]
+    assert plain.polish == {} and polished.polish["iterations"] >= 1
+    curves = np.asarray(model.training_stats.s2_radial_mean)
+    before, after = (s2_report(r.labels, curves, (0, 1, 2)) for r in (plain, polished))
+    assert after["max_error"] < before["max_error"] and after["max_pointwise"] < before["max_pointwise"]
+    for p in range(3):
+        assert all(b <= a for b, a in zip(percolating_axes(plain.labels, phase=p), percolating_axes(polished.labels, phase=p)))
+    assert polished.polish["flipped"] == int((polished.labels != plain.labels).sum())
+    with pytest.raises(InputError):
+        model.reconstruct((32, 32, 32), polish=-1, **kw)

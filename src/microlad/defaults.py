@@ -39,7 +39,7 @@ BENCHMARKS.md."""
 
 GUIDANCE_POLISH = 100
 """Largest number of label-polish iterations after an S2-guided run (``--polish``;
-:mod:`microlad.guidance.polish`). Chosen because at 64³ 100 iterations take the per-volume
+:mod:`microlad.reconstruct.polish`). Chosen because at 64³ 100 iterations take the per-volume
 S2 error from 1–4 % to 0.1–0.5 % in about 10 s, and 200 gain a further 0.1–0.3 points for
 twice the time (BENCHMARKS.md, guidance status)."""
 

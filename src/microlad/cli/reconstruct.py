@@ -31,6 +31,7 @@ def reconstruct(
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
+    polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off)."),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -47,6 +48,7 @@ def reconstruct(
 
     check_positive("-n", n)
     check_positive("--memory-mb", memory_mb, 16)
+    check_positive("--polish", polish, 0)
     check_positive("--steps", steps)
     check_positive("--refine", refine, 0)
     check_threads(threads)
@@ -87,7 +89,7 @@ def reconstruct(
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, slice_coupling=slice_coupling, coupling_stop=stop, periodic=periodic,
-            memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth, match_latent_mean=match_latent_mean,
+            memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth, match_latent_mean=match_latent_mean, polish=polish,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -96,7 +98,8 @@ def reconstruct(
             "command": "microlad reconstruct",
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "match_latent_mean": match_latent_mean, "periodic": periodic, "device": str(device),
-                       "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma]},
+                       "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma],
+                       "polish": polish, **({"polish_stats": rec.polish} if rec.polish else {})},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

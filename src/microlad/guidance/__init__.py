@@ -5,11 +5,10 @@ Entry point: :func:`generate` (``microlad generate`` on the command line). Modul
 ``targets`` (syntax, validation), ``stats`` (the one accessor of training statistics),
 ``prior`` (SDS pseudo-gradient), ``surrogate`` (differentiable decoding), ``terms``
 (values, losses, measurement on labels), ``balance`` (gradient balancing), ``loop``
-(the optimisation), ``polish`` (label polish toward S2 targets), ``result`` (outputs),
-``realism`` (VAE round-trip accuracy).
+(the optimisation), ``result`` (outputs), ``realism`` (VAE round-trip accuracy). The label
+polish that ends S2-guided runs is :mod:`microlad.reconstruct.polish`.
 """
 from microlad.guidance.loop import GuidanceOptions, generate, prepare
-from microlad.guidance.polish import PolishStats, polish_s2
 from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.realism import roundtrip_accuracy
 from microlad.guidance.result import GuidanceResult, TermReport, log_csv
@@ -20,7 +19,6 @@ __all__ = [
     "GuidanceOptions",
     "GuidanceResult",
     "NoiseRange",
-    "PolishStats",
     "Target",
     "TermReport",
     "TrainingReference",
@@ -29,7 +27,6 @@ __all__ = [
     "parse_target",
     "parse_targets",
     "parse_weights",
-    "polish_s2",
     "prepare",
     "roundtrip_accuracy",
     "sds_gradient",

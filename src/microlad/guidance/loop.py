@@ -49,7 +49,7 @@ One run, per volume:
    BENCHMARKS.md, guidance status).
 6. Polish (S2 targets, with or without VF targets; not with a surface-area or transport
    target, which it does not see): the returned labels' interface voxels are moved toward
-   the S2 target curves with the report's S2 (:mod:`~microlad.guidance.polish`; VF-target
+   the S2 target curves with the report's S2 (:mod:`~microlad.reconstruct.polish`; VF-target
    phases held at their settled fractions). The latent steering leaves each 64³ volume a
    few per cent off the S2 target (decode, refinement and argmax are not steered exactly);
    the polish takes that to a few tenths of a per cent with interface moves only (no
@@ -93,7 +93,7 @@ from microlad.descriptors import percolating_axes, volume_fraction
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
-from microlad.guidance.polish import POLISH_ITERATIONS, polish_s2
+from microlad.reconstruct.polish import POLISH_ITERATIONS, polish_s2
 from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
@@ -263,7 +263,7 @@ def generate(
     exact_vf : settle volume-fraction targets exactly after the last step (default on;
         see the module notes); False reports what SDS alone reached.
     polish : with an S2 target (and no surface-area or transport target), at most this many
-        iterations of the label polish (:mod:`~microlad.guidance.polish`, module notes item 6)
+        iterations of the label polish (:mod:`~microlad.reconstruct.polish`, module notes item 6)
         on the returned labels; 0: none.
     plane_offsets : the slice terms read, each step, the voxel planes at a random offset
         k in [0, f) within the latent cells of the step's axis (interpolated latents, as
