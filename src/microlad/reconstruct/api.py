@@ -149,9 +149,9 @@ def reconstruct(
     of the label polish (:mod:`microlad.reconstruct.polish`) toward the training images'
     slice S2 and slice perimeter stored in the model (2D data only; the labels' phase
     fractions are held and their phase spannings kept). Measured on SOFC and carbonate it brings the slices' small-r S2 and
-    perimeter within 1 % of the training images'; it does not connect a coarse rock's
-    pores (BENCHMARKS.md, fine-scale findings). Needs a model with stored S2 and surface
-    statistics.
+    perimeter within about 2 % of the training images'; on Berea it lengthened pore paths
+    (τ up on 10 of 12 axes), so not for transport in coarse rocks (BENCHMARKS.md, fine-scale
+    findings). Needs a model with stored S2 and surface statistics.
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
