@@ -13,8 +13,7 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from microlad.defaults import GUIDANCE_POLISH as POLISH_ITERATIONS
-from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import GUIDANCE_POLISH, GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -34,7 +33,7 @@ def generate(
     lmpdd_steps: int = typer.Option(RECONSTRUCT_STEPS, "--lmpdd-steps", help="DDIM steps of the starting L-MPDD sample."),
     refine: int = typer.Option(RECONSTRUCT_REFINE, "--refine", help="Three-axis refinement passes in the finish."),
     exact_vf: bool = typer.Option(True, "--exact-vf/--no-exact-vf", help="After the last step, move the decision thresholds so vf targets are met exactly (the sidecar keeps what guidance reached before, 'before_settle'); --no-exact-vf: leave them as guidance left them."),
-    polish: int = typer.Option(POLISH_ITERATIONS, "--polish", help="With an s2 target (no sa/transport target): at most this many label-polish iterations moving interface voxels toward the S2 target (0: none)."),
+    polish: int = typer.Option(GUIDANCE_POLISH, "--polish", help="With an s2 target (no sa/transport target): at most this many label-polish iterations moving interface voxels toward the S2 target (0: none)."),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Perimeter-calibrated smoothing in the finish, as reconstruct does (its width is set on the start volume and kept; never with a surface-area target)."),
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),

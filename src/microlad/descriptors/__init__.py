@@ -9,7 +9,7 @@ Conventions: volumes are (Z, Y, X) label arrays, 2-D images (Y, X), with integer
 TOTAL volume (area); nothing is periodic except the S2 default (``periodic=True``).
 """
 from microlad.descriptors._clusters import SliceClusters, euler_characteristic_density, isolated_cluster_density, slice_clusters
-from microlad.descriptors._percolation import Percolation, percolating_axes, percolation
+from microlad.descriptors._percolation import Percolation, percolating_axes, percolation, spanning_pairs
 from microlad.descriptors._perimeter import slice_perimeter_density, stereological_surface_area
 from microlad.descriptors._s2 import s2_autocorrelation, s2_axis, s2_error, s2_radial, s2_slices
 from microlad.descriptors._surface import SSA_METHODS, specific_surface_area
@@ -29,6 +29,7 @@ __all__ = [
     "percolation",
     "Percolation",
     "percolating_axes",
+    "spanning_pairs",
     "slice_perimeter_density",
     "stereological_surface_area",
     "slice_clusters",

@@ -7,7 +7,7 @@ import numpy as np
 
 from microlad.descriptors._validate import as_labels, check_axis, check_phase
 
-__all__ = ["Percolation", "percolation", "percolating_axes"]
+__all__ = ["Percolation", "percolation", "percolating_axes", "spanning_pairs"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,12 @@ def percolating_axes(labels: np.ndarray, *, phase: int) -> tuple[bool, ...]:
 
     clusters, _ = ndimage.label(mask, structure=ndimage.generate_binary_structure(arr.ndim, 1))
     return tuple(bool(_spanning_clusters(clusters, ax).size) for ax in range(arr.ndim))
+
+
+def spanning_pairs(labels: np.ndarray, phases) -> frozenset[tuple[int, int]]:
+    """The (phase, axis) pairs, for ``phases``, in which the phase connects the two faces
+    normal to the axis (:func:`percolating_axes` per phase)."""
+    return frozenset((int(p), a) for p in phases for a, ok in enumerate(percolating_axes(labels, phase=int(p))) if ok)
 
 
 def _spanning_clusters(clusters: np.ndarray, axis: int) -> np.ndarray:

@@ -88,12 +88,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from microlad.defaults import GUIDANCE_STEPS, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
-from microlad.descriptors import percolating_axes, volume_fraction
+from microlad.defaults import GUIDANCE_POLISH, GUIDANCE_STEPS, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.descriptors import spanning_pairs, volume_fraction
 from microlad.errors import InputError
 from microlad.guidance import terms as T
 from microlad.guidance.balance import balance
-from microlad.reconstruct.polish import POLISH_ITERATIONS, polish_s2
+from microlad.reconstruct.polish import polish_s2
 from microlad.guidance.prior import NoiseRange, sds_gradient
 from microlad.guidance.result import GuidanceResult, TermReport
 from microlad.guidance.stats import image_s2, training_reference
@@ -125,7 +125,7 @@ class GuidanceOptions:
     refine: int = RECONSTRUCT_REFINE
     smooth: bool = RECONSTRUCT_SMOOTH
     exact_vf: bool = True
-    polish: int = POLISH_ITERATIONS
+    polish: int = GUIDANCE_POLISH
     plane_offsets: bool = True
     periodic: bool = False
     memory_budget: int | None = None
@@ -222,7 +222,7 @@ def generate(
     refine: int = RECONSTRUCT_REFINE,
     smooth: bool = RECONSTRUCT_SMOOTH,
     exact_vf: bool = True,
-    polish: int = POLISH_ITERATIONS,
+    polish: int = GUIDANCE_POLISH,
     plane_offsets: bool = True,
     match_vf: bool | Sequence[float] | None = None,
     periodic: bool = False,
@@ -409,7 +409,7 @@ class _Run:
         if not self.o.polish or not s2_terms or any(term.target.kind not in ("s2", "vf") for term in self.terms):
             return labels, {}
         tp = time.perf_counter()
-        rows, phases = {}, []
+        rows = {}
         for term in s2_terms:  # one curve per phase (a later term's curve for a phase wins)
             for row, p in zip(term.curve.cpu().numpy(), term.phases):
                 rows[p] = row
@@ -422,11 +422,10 @@ class _Run:
                             max_iter=self.o.polish, keep=lambda lab: spans <= self.spans(lab), progress=self.o.progress)
         self.timings["polish"] = time.perf_counter() - tp
         return out, st.as_dict()
-        return out, info
 
     def spans(self, labels: np.ndarray) -> frozenset[tuple[int, int]]:
         """The (phase, axis) pairs of the guarded phases that span ``labels``."""
-        return frozenset((p, a) for p in self.guarded for a, ok in enumerate(percolating_axes(labels, phase=p)) if ok)
+        return spanning_pairs(labels, self.guarded)
 
     def calibrate(self, z: torch.Tensor, values: dict[str, torch.Tensor], update: bool = True
                   ) -> tuple[dict[str, float], tuple[torch.Tensor, np.ndarray], frozenset[tuple[int, int]]]:

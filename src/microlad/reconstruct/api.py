@@ -53,19 +53,15 @@ def _polish_targets(model) -> tuple[np.ndarray, dict[int, float] | None]:
 
 
 def _polish(labels: np.ndarray, targets, iterations: int, progress: bool) -> tuple[np.ndarray, dict]:
-    from microlad.descriptors import percolating_axes
+    from microlad.descriptors import spanning_pairs, volume_fraction
     from microlad.reconstruct.polish import polish_s2
 
     s2, perimeter = targets
-    p = s2.shape[0]
-
-    def spans(lab: np.ndarray) -> set[tuple[int, int]]:
-        return {(q, a) for q in range(p) for a, ok in enumerate(percolating_axes(lab, phase=q)) if ok}
-
-    start = spans(labels)
-    held = {q: float((labels == q).mean()) for q in range(p)}  # the (matched) fractions stay
-    out, st = polish_s2(labels, s2, tuple(range(p)), n_phases=p, vf_targets=held, perimeter=perimeter, max_iter=iterations,
-                        keep=lambda lab: start <= spans(lab), progress=progress)
+    phases = tuple(range(s2.shape[0]))
+    start = spanning_pairs(labels, phases)
+    held = dict(enumerate(volume_fraction(labels, n_phases=len(phases)).tolist()))  # the (matched) fractions stay
+    out, st = polish_s2(labels, s2, phases, n_phases=len(phases), vf_targets=held, perimeter=perimeter, max_iter=iterations,
+                        keep=lambda lab: start <= spanning_pairs(lab, phases), progress=progress)
     return out, st.as_dict()
 
 

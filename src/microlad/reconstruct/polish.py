@@ -55,14 +55,11 @@ from tqdm.auto import tqdm
 from microlad.defaults import GUIDANCE_POLISH
 from microlad.descriptors import torch as td
 
-__all__ = ["PolishStats", "polish_s2", "POLISH_ITERATIONS"]
+__all__ = ["PolishStats", "polish_s2"]
 
 VF_SCALE = 1e-2
 """Volume-fraction scale of the polish: a held phase costs 1 per 10⁻² off its fraction. Held
 phases are mainly kept by balanced steps (:data:`BALANCE`); this term pulls back any drift."""
-
-POLISH_ITERATIONS = GUIDANCE_POLISH
-"""Default largest number of polish iterations (:data:`microlad.defaults.GUIDANCE_POLISH`)."""
 
 MAX_FAILS = 5
 """Iterations in a row without a kept step (each quarters the step size) before the polish stops."""
@@ -209,7 +206,7 @@ def polish_s2(
     n_phases: int,
     vf_targets: dict[int, float] | None = None,
     perimeter: dict[int, float] | None = None,
-    max_iter: int = POLISH_ITERATIONS,
+    max_iter: int = GUIDANCE_POLISH,
     max_flip_fraction: float = 0.1,
     keep: Callable[[np.ndarray], bool] | None = None,
     keep_every: int = 5,
