@@ -13,6 +13,9 @@ Variants (every one starts from the same latent volume per seed, decoded along z
   smooth   default, then the perimeter-calibrated smoothing that reconstruct() applies by
            default (microlad.reconstruct.smoothing: a Gaussian blur whose σ is set per
            volume so the mean slice perimeter equals the training images'; 2D data only)
+  polish   smooth, then reconstruct(polish=100)'s opt-in label polish toward the training
+           slice S2 and perimeter (microlad.reconstruct.polish; fractions held, no phase
+           split, spannings kept)
 """
 from __future__ import annotations
 
@@ -177,10 +180,15 @@ def main() -> None:
             probs = match_fractions(fuse(per_axis, mode), target_vf)
             probs = match_fractions(refine(vae, probs, 3 if v == "k3" else 1, mode, opts), target_vf)
             extra = {}
-            if v == "smooth":  # what reconstruct() does by default
+            if v in ("smooth", "polish"):  # what reconstruct() does by default
                 probs, sigma = smooth_probabilities(model, probs, target_vf)
                 extra["sigma"] = sigma
             labels = probs.argmax(0).to(torch.uint8).numpy()
+            if v == "polish":  # reconstruct(polish=100)
+                from microlad.reconstruct.api import _polish, _polish_targets
+
+                labels, st = _polish(labels, _polish_targets(model), 100, False)
+                extra["polish_flipped"] = st["flipped"]
             m = measure(labels, args.phase, ref_la, with_tau)
             m.update(extra, seconds=time.time() - t0)
             rows[v].append(m)

@@ -36,6 +36,8 @@ CAL5_DEFAULT = ("measured while an S2 target calibrated every 5 steps by default
                 "night after Leopard lost pore spanning with it); the same command now measures 3 calibrations per run")
 FEW_CHECKPOINTS = ("measured before S2 and surface-area runs also measured a checkpoint every steps/12 between calibrations "
                    "and the choice kept the run's spannings (2026-12-07); the same command now measures that default")
+UNGUARDED_POLISH = ("measured before reconstruct's polish stopped splitting phases (2026-12-08: no flip may cut a 6-connected "
+                    "piece); the same command now runs the guarded polish, whose results are fine_scale_*_polish_guard")
 NO_POLISH = ("measured before S2-guided runs ended with the label polish (2026-12-07, night); the same command now "
              "polishes; the *_s2_image_nopolish entries are the same runs with --polish 0, *_s2_image_polish with it")
 OLD_CARBONATE = "/work/runs/carbonate"
@@ -538,18 +540,29 @@ ENTRIES: tuple[Entry, ...] = (
                "latent-mean matching on (not adopted: phase 0's small-r S2 stays above 2 %)"),
     Entry("fine_scale_sofc_polish",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish_s2 --name sofc_polish", 4,
+          stale=UNGUARDED_POLISH,
           note="#11: the default reconstruction, then the label polish toward the training S2 alone (10 × 64³, same "
                "seeds as the default rows of fine_scale_sofc_window025; perimeter rises to +2–4 %)"),
     Entry("fine_scale_carbonate_polish",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish_s2 --name carbonate_polish", 3,
+          stale=UNGUARDED_POLISH,
           note="#11: the default carbonate reconstruction, then the label polish toward the training S2 alone (10 × 64³)"),
     Entry("fine_scale_sofc_polish_perimeter",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish --name sofc_polish_perimeter", 4,
+          stale=UNGUARDED_POLISH,
           note="#11: reconstruct(polish=100), the opt-in label polish toward the training S2 and slice perimeter with "
                "the matched fractions held (10 × 64³, seeds 1000–1009)"),
     Entry("fine_scale_carbonate_polish_perimeter",
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish --name carbonate_polish_perimeter", 3,
+          stale=UNGUARDED_POLISH,
           note="#11: reconstruct(polish=100) on the carbonate model (10 × 64³, seeds 1000–1009)"),
+    Entry("fine_scale_sofc_polish_guard",
+          f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish --name sofc_polish_guard", 6,
+          note="#11: reconstruct(polish=100) with the connectivity guard (no flip splits a 6-connected piece of a "
+               "phase), 10 × 64³, seeds 1000–1009, the same volumes as fine_scale_sofc_polish_perimeter"),
+    Entry("fine_scale_carbonate_polish_guard",
+          f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish --name carbonate_polish_guard", 4,
+          note="#11: reconstruct(polish=100) with the connectivity guard on the carbonate model (10 × 64³, seeds 1000–1009)"),
     Entry("evaluate", f"python bench/bench_evaluate.py /tmp/ev_vols --reference {SOFC}", 3,
           setup=("microlad reconstruct sofc-anode --shape 64 64 64 -n 10 --out /tmp/ev_vols --overwrite --no-progress",),
           note="the first run recorded neither its volumes' seed nor the 'image + model' row's reference image; the CLI's "

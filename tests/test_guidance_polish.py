@@ -130,3 +130,39 @@ def test_reconstruct_polish_is_opt_in_moves_toward_the_training_s2_and_keeps_spa
     assert polished.polish["flipped"] == int((polished.labels != plain.labels).sum())
     with pytest.raises(InputError):
         model.reconstruct((32, 32, 32), polish=-1, **kw)
+
+
+_N18 = np.array([[[abs(z - 1) + abs(y - 1) + abs(x - 1) in (1, 2) for x in range(3)] for y in range(3)] for z in range(3)])
+_FACES = [(0, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 1), (1, 1, 0), (1, 1, 2)]
+
+
+@pytest.mark.parametrize("n_phases", [2, 3])
+def test_local_splits_counts_the_face_neighbours_pieces_like_scipy_label(n_phases):
+    from microlad.reconstruct.polish import local_splits
+
+    vol = np.random.default_rng(n_phases).integers(0, n_phases, (10, 11, 12))
+    got = local_splits(torch.from_numpy(vol)).numpy()
+    pad = np.pad(vol, 1, constant_values=-1)  # outside the volume is no phase
+    want = np.zeros_like(got)
+    for z, y, x in np.ndindex(vol.shape):
+        pieces, _ = ndi.label((pad[z:z + 3, y:y + 3, x:x + 3] == vol[z, y, x]) & _N18)  # 6-connectivity
+        want[z, y, x] = len({pieces[f] for f in _FACES} - {0})
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(want)) >= {0, 1, 2, 3}  # the cases occur
+
+
+def _pieces(vol: np.ndarray, n_phases: int) -> list[int]:
+    return [ndi.label(vol == p)[1] for p in range(n_phases)]
+
+
+def test_a_connected_polish_never_splits_a_phase(one_torch_thread):
+    rng = np.random.default_rng(7)
+    start = ndi.gaussian_filter(rng.standard_normal((3, 28, 28, 28)), (0, 1.5, 1.5, 1.5)).argmax(0).astype(np.uint8)
+    target = ndi.gaussian_filter(rng.standard_normal((3, 28, 28, 28)), (0, 3, 3, 3)).argmax(0).astype(np.uint8)
+    curves = _slice_s2_curves(target, 3, 12)  # coarser: the polish must thin and cut to get there
+    before = _pieces(start, 3)
+    free, _ = polish_s2(start, curves, (0, 1, 2), n_phases=3, max_iter=40)
+    guarded, st = polish_s2(start, curves, (0, 1, 2), n_phases=3, max_iter=40, connected=True)
+    assert st.flipped > 0 and st.loss_after < st.loss_before
+    assert all(a <= b for a, b in zip(_pieces(guarded, 3), before)), (before, _pieces(guarded, 3))
+    assert any(a > b for a, b in zip(_pieces(free, 3), before))  # without the guard this case does split

@@ -31,7 +31,7 @@ def reconstruct(
     periodic: bool = typer.Option(False, "--periodic", help="Periodic boundaries (volume wraps around)."),
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
-    polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off; not for transport in coarse rocks: on Berea it lengthened pore paths)."),
+    polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off; fractions held, no phase split; it can narrow pore throats: check transport in coarse rocks)."),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

@@ -61,7 +61,7 @@ def _polish(labels: np.ndarray, targets, iterations: int, progress: bool) -> tup
     start = spanning_pairs(labels, phases)
     held = dict(enumerate(volume_fraction(labels, n_phases=len(phases)).tolist()))  # the (matched) fractions stay
     out, st = polish_s2(labels, s2, phases, n_phases=len(phases), vf_targets=held, perimeter=perimeter, max_iter=iterations,
-                        keep=lambda lab: start <= spanning_pairs(lab, phases), progress=progress)
+                        keep=lambda lab: start <= spanning_pairs(lab, phases), connected=True, progress=progress)
     return out, st.as_dict()
 
 
@@ -144,10 +144,12 @@ def reconstruct(
     ``polish`` (default 0: off; opt-in, ours): after labelling, at most this many iterations
     of the label polish (:mod:`microlad.reconstruct.polish`) toward the training images'
     slice S2 and slice perimeter stored in the model (2D data only; the labels' phase
-    fractions are held and their phase spannings kept). Measured on SOFC and carbonate it brings the slices' small-r S2 and
-    perimeter within about 2 % of the training images'; on Berea it lengthened pore paths
-    (τ up on 10 of 12 axes), so not for transport in coarse rocks (BENCHMARKS.md, fine-scale
-    findings). Needs a model with stored S2 and surface statistics.
+    fractions are held, their phase spannings kept, and no flip splits a connected piece of
+    a phase). Measured on SOFC and carbonate it brings the slices' small-r S2 and perimeter
+    within about 2–3 % of the training images'; on Berea pore τ moved by +2 % on average
+    (+0.25 ± 0.2 per axis, one axis +12 %): it can narrow pore throats, so check transport
+    in coarse rocks (BENCHMARKS.md, fine-scale findings). Needs a model with stored S2 and
+    surface statistics.
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor

@@ -25,7 +25,12 @@ Only **interface moves** are allowed, on one colour of a 3D checkerboard per ite
 
 * b is the phase of at least 2 of v's 6 face neighbours (a voxel outside the volume
   counts as v's own phase), so a flip never makes a speck or a one-contact spike;
-* no face neighbour of v is left without a neighbour of its own phase.
+* no face neighbour of v is left without a neighbour of its own phase;
+* with ``connected`` (``reconstruct``'s polish): v's old phase stays locally in one piece
+  (:func:`local_splits` <= 1: v's face neighbours of that phase are joined inside its
+  18-neighbourhood), and no two flips of one step that leave the same phase are edge
+  neighbours. Then no flip, alone or with the others of its step, splits a 6-connected
+  piece of any phase, so a pore channel is never cut (narrowed, it can be).
 
 The candidates are ordered by predicted change; the loss is evaluated exactly for the best
 1/2, 1 and 2 times the previous step's count, and the best of those is kept if it lowers L.
@@ -136,8 +141,44 @@ def _neighbours(x: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-def _allowed(labels: torch.Tensor, n_phases: int, colour: torch.Tensor) -> torch.Tensor:
-    """(P, Z, Y, X) bool: may voxel v take phase b (the rules of the module notes)."""
+def _shifted(x: torch.Tensor, offset: tuple[int, int, int], fill: int = -1) -> torch.Tensor:
+    """``x`` (Z, Y, X) seen from each voxel at ``offset`` (|components| <= 1); outside the
+    volume: ``fill``."""
+    pad = F.pad(x, (1, 1, 1, 1, 1, 1), value=fill)
+    z, y, w = x.shape
+    dz, dy, dx = offset
+    return pad[1 + dz: 1 + dz + z, 1 + dy: 1 + dy + y, 1 + dx: 1 + dx + w]
+
+
+def local_splits(labels: torch.Tensor) -> torch.Tensor:
+    """(Z, Y, X) int: the number of separate pieces the own-phase face neighbours of each voxel
+    form in its 18-neighbourhood, the voxel itself left out (6-connectivity: two face
+    neighbours are joined by the edge voxel between them when it has the same phase; edge
+    voxels touch only their two faces, so this is the whole 18-neighbourhood graph; outside
+    the volume is no phase).
+    More than 1: taking the voxel out of its phase can cut that phase locally (a 6-connected
+    channel or grain loses a link). 0: the voxel touches no face neighbour of its phase."""
+    face = [(labels == _shifted(labels, tuple(s if i == d else 0 for i in range(3)))) for d, s in _SHIFTS]
+    edges = []
+    for i, (di, si) in enumerate(_SHIFTS):
+        for j, (dj, sj) in enumerate(_SHIFTS):
+            if j > i and dj != di:
+                off = [0, 0, 0]
+                off[di], off[dj] = si, sj
+                edges.append((i, j, face[i] & face[j] & (labels == _shifted(labels, tuple(off)))))
+    big = torch.tensor(len(_SHIFTS), dtype=torch.int8)
+    root = [torch.where(f, torch.tensor(i, dtype=torch.int8), big) for i, f in enumerate(face)]
+    for _ in range(len(_SHIFTS) - 1):  # min-label propagation: a path has at most 5 links
+        for i, j, link in edges:
+            low = torch.minimum(root[i], root[j])
+            root[i] = torch.where(link, low, root[i])
+            root[j] = torch.where(link, low, root[j])
+    return sum((root[i] == i).to(torch.int8) for i in range(len(_SHIFTS)))
+
+
+def _allowed(labels: torch.Tensor, n_phases: int, colour: torch.Tensor, connected: bool = False) -> torch.Tensor:
+    """(P, Z, Y, X) bool: may voxel v take phase b (the rules of the module notes; with
+    ``connected`` also: v's own phase stays locally in one piece, :func:`local_splits` <= 1)."""
     nbrs = _neighbours(labels)
     counts = torch.stack([sum((nb == b).to(torch.int8) for nb in nbrs) for b in range(n_phases)])
     own = counts.gather(0, labels[None].long())[0]
@@ -146,7 +187,32 @@ def _allowed(labels: torch.Tensor, n_phases: int, colour: torch.Tensor) -> torch
     for lone_nb, lab_nb in zip(_neighbours(lonely.to(torch.uint8)), nbrs):
         strands |= (lone_nb > 0) & (lab_nb == labels)
     ok = (counts >= MIN_CONTACTS) & colour[None] & ~strands[None]
+    if connected:
+        ok &= (local_splits(labels) <= 1)[None]
     return ok & (torch.arange(n_phases)[:, None, None, None] != labels[None])
+
+
+_EDGES = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if abs(dz) + abs(dy) + abs(dx) == 2]
+
+
+def _apart(cand: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``cand`` (ordered flat indices) without the voxels that have a better-ranked candidate of
+    the same phase among their 12 edge neighbours. The checkerboard already keeps face
+    neighbours apart; with this, no voxel of one flip's 18-neighbourhood changes in the same
+    step unless it joins that phase, so each flip's :func:`local_splits` test still holds when
+    they are made together (corner neighbours lie outside the 18-neighbourhood)."""
+    if cand.numel() < 2:
+        return cand
+    rank = torch.full((labels.numel(),), cand.numel(), dtype=torch.long)
+    rank[cand] = torch.arange(cand.numel())
+    rank = rank.view_as(labels)
+    old = labels.flatten()[cand]
+    clash = torch.zeros(cand.numel(), dtype=torch.bool)
+    for off in _EDGES:
+        nb_rank = _shifted(rank, off, fill=cand.numel()).flatten()[cand]
+        nb_old = _shifted(labels, off).flatten()[cand]
+        clash |= (nb_rank < torch.arange(cand.numel())) & (nb_old == old)
+    return cand[~clash]
 
 
 BALANCE = 2
@@ -210,6 +276,7 @@ def polish_s2(
     max_flip_fraction: float = 0.1,
     keep: Callable[[np.ndarray], bool] | None = None,
     keep_every: int = 5,
+    connected: bool = False,
     progress: bool = False,
 ) -> tuple[np.ndarray, PolishStats]:
     """Polish ``labels`` (Z, Y, X) toward the slice-S2 ``curves`` (P_t, K) of ``phases``.
@@ -223,7 +290,8 @@ def polish_s2(
     ``keep(labels) -> bool``, checked every ``keep_every`` iterations and at the end, is a
     condition the result must meet (guidance: no spanning lost); when it fails, the polish
     goes back to the last state that met it, freezes the voxels flipped since then, and goes
-    on (at most ``MAX_REVERTS`` times; ``PolishStats.reverted``).
+    on (at most ``MAX_REVERTS`` times; ``PolishStats.reverted``). ``connected``: no flip
+    splits a 6-connected piece of any phase (module notes).
     Returns the polished labels (a new array, same dtype) and :class:`PolishStats`. Works
     under a caller's ``no_grad`` or ``inference_mode``.
     """
@@ -269,13 +337,15 @@ def polish_s2(
         _, (g, lag0) = loss_of(lab, True)
         # predicted change of L per (new phase b, voxel v of phase a): g_b − g_a, lag 0 exact
         delta = g - g.gather(0, lab[None]) + lag0[:, None, None, None] + lag0[lab][None]
-        ok = _allowed(lab, n_phases, checker == it % 2) & ~frozen[None]
+        ok = _allowed(lab, n_phases, checker == it % 2, connected) & ~frozen[None]
         delta = torch.where(ok, delta, torch.full_like(delta, float("inf")))
         best, new = delta.min(0)
         best, new = best.flatten(), new.flatten()
         cand = torch.nonzero(best < 0).flatten()
         room = budget - int((lab != start).sum())
         cand = cand[torch.argsort(best[cand], stable=True)][: max(room, 0)]
+        if connected:
+            cand = _apart(cand, lab)
         if vf_targets:  # held fractions: keep every batch's net change per held phase within ±BALANCE voxels
             cand = _balanced(cand, lab.flatten()[cand], new[cand], tuple(vf_targets), 4 * size)
         chosen = None
