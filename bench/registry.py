@@ -556,6 +556,11 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish --name carbonate_polish_perimeter", 3,
           stale=UNGUARDED_POLISH,
           note="#11: reconstruct(polish=100) on the carbonate model (10 × 64³, seeds 1000–1009)"),
+    Entry("levers_leopard_polish48",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 48 -n 8 "
+          "--variants smooth,polish --name leopard_polish48", 3, needs=("/work/runs/leopard-new",),
+          note="#11: the guarded reconstruct polish on Leopard (8 × 48³, the rock's eight 48³ sub-volumes as reference; "
+               "model: see levers_leopard)"),
     Entry("fine_scale_sofc_polish_guard",
           f"python bench/bench_fine_scale.py sofc-anode {SOFC} -n 10 --variants polish --name sofc_polish_guard", 6,
           note="#11: reconstruct(polish=100) with the connectivity guard (no flip splits a 6-connected piece of a "
