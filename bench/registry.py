@@ -556,6 +556,11 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_fine_scale.py carbonate {CARBONATE} -n 10 --variants polish --name carbonate_polish_perimeter", 3,
           stale=UNGUARDED_POLISH,
           note="#11: reconstruct(polish=100) on the carbonate model (10 × 64³, seeds 1000–1009)"),
+    Entry("levers_berea_polish_guard",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+          "--variants smooth,polish --name berea_polish_guard", 35,
+          note="#11: the guarded reconstruct polish on the committed Berea model, 8 × 128³ (seeds 1000–1007, the same "
+               "latents as levers_berea_moments_mean), against the rock's 27 sub-volumes of 128³"),
     Entry("levers_leopard_polish48",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 48 -n 8 "
           "--variants smooth,polish --name leopard_polish48", 3, needs=("/work/runs/leopard-new",),
