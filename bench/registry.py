@@ -561,6 +561,15 @@ ENTRIES: tuple[Entry, ...] = (
           "--variants smooth,polish --name berea_polish_guard", 35,
           note="#11: the guarded reconstruct polish on the committed Berea model, 8 × 128³ (seeds 1000–1007, the same "
                "latents as levers_berea_moments_mean), against the rock's 27 sub-volumes of 128³"),
+    Entry("levers_berea_grains",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+          "--variants smooth,grains_0.6,grains_0.8 --name berea_grains", 25,
+          note="#11: reconstruct(init='grains') — L-MPDD from a Boolean grain pack built from the training fraction and "
+               "slice perimeter, noised to 0.6 / 0.8 T — against the default on the committed Berea model, 8 × 128³"),
+    Entry("levers_leopard_grains",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
+          "--variants smooth,grains_0.6,grains_0.8 --name leopard_grains", 4, needs=("/work/runs/leopard-new",),
+          note="#11: the grain-pack start on Leopard, 8 × 64³ (model: see levers_leopard)"),
     Entry("levers_leopard_polish48",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 48 -n 8 "
           "--variants smooth,polish --name leopard_polish48", 3, needs=("/work/runs/leopard-new",),

@@ -132,3 +132,18 @@ def test_demo_reconstructs_guides_and_reports_both(model_dir, tmp_path, capsys, 
         assert json.loads((folder / "metrics.json").read_text())["volumes"][0]["name"] == "volume_000.tif"
     assert "time:" in res.stdout and str(gen / "report.html") in res.stdout
     assert_one_line_error(run_cli(capsys, "demo", "--model", model_dir, "--size", "16", "--out", out), "already exists")
+
+
+def test_reconstruct_from_grains_records_its_start_and_rejects_bad_options(tmp_path, capsys):
+    out = tmp_path / "grains"
+    base = ["reconstruct", "carbonate", "--shape", "16", "16", "16", "--steps", "4", "--no-progress"]
+    res = run_cli(capsys, *base, "--init", "grains", "--init-start", "0.4", "--out", out)
+    assert res.exit_code == 0, res.stderr
+    side = json.loads((out / "volume_000.json").read_text())
+    assert side["config"]["init"] == "grains" and side["config"]["init_start"] == 0.4
+    assert_one_line_error(run_cli(capsys, *base, "--init", "spheres", "--out", tmp_path / "a"), "--init")
+    assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--init-start", "1.5", "--out", tmp_path / "b"), "--init-start")
+    res = run_cli(capsys, "reconstruct", "sofc-anode", "--shape", "16", "16", "16", "--steps", "2", "--init", "grains",
+                  "--out", tmp_path / "c", "--no-progress")
+    assert_one_line_error(res, "two-phase")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "c" / "volume_000.tif").exists()

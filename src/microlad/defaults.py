@@ -51,3 +51,7 @@ the slices of the bundled SOFC model and of a Berea model are rougher than their
 images, the 3D surface area exceeds the stereological value and the volumes hold many
 isolated specks; it leaves volumes that are not rougher than the images unchanged
 (BENCHMARKS.md, "Fidelity levers" and the fine-scale findings)."""
+
+GRAINS_START = 0.6
+"""``reconstruct(init="grains")``: the grain pack is noised to this fraction of the training
+timesteps and L-MPDD runs from there (BENCHMARKS.md, fine-scale findings)."""

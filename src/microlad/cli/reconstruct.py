@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 import typer
 
-from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import GRAINS_START, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -32,6 +32,9 @@ def reconstruct(
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
     polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off; fractions held, no phase split; it can narrow pore throats: check transport in coarse rocks)."),
+    init: str = typer.Option("noise", "--init", help="Start of L-MPDD: noise (default) or grains: a pack of overlapping spheres built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps the pack's connected pores (Berea: pore tau about halved) at a cost of smoother slices."),
+    init_start: float = typer.Option(GRAINS_START, "--init-start", help="With --init grains: noise level F in (0, 1] (fraction of the training timesteps) the pack is noised to; lower keeps more of its connectivity, higher gives slices closer to the training images'."),
+    grain_phase: Optional[int] = typer.Option(None, "--grain-phase", help="With --init grains: the phase that forms the grains (default: the phase with the larger training fraction).", show_default=False),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -57,6 +60,10 @@ def reconstruct(
     sampler = canonical_sampler(sampler)  # one-line InputError naming the accepted names
     if vf and match_vf is False:
         raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
+    if init not in ("noise", "grains"):
+        raise InputError(f"--init must be noise or grains, got {init!r}")
+    if init == "grains" and not 0.0 < init_start <= 1.0:
+        raise InputError(f"--init-start must be in (0, 1], got {init_start}")
     if coupling_stop is not None and not 0.0 <= coupling_stop <= 1.0:
         raise InputError(f"--coupling-stop must be in [0, 1], got {coupling_stop}")
     path = start_volume_command(model_dir, shape, out, threads)
@@ -90,6 +97,7 @@ def reconstruct(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, slice_coupling=slice_coupling, coupling_stop=stop, periodic=periodic,
             memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth, match_latent_mean=match_latent_mean, polish=polish,
+            init=None if init == "noise" else init, init_start=init_start, grain_phase=grain_phase,
         )[0]
         meta = {
             "model": str(model_dir),
@@ -99,7 +107,8 @@ def reconstruct(
             "config": {"shape": list(dims), "steps": steps, "sampler": sampler, "refine": refine,
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "match_latent_mean": match_latent_mean, "periodic": periodic, "device": str(device),
                        "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma],
-                       "polish": polish, **({"polish_stats": rec.polish} if rec.polish else {})},
+                       "polish": polish, **({"polish_stats": rec.polish} if rec.polish else {}),
+                       "init": init, **({"init_start": init_start, "grain_phase": grain_phase} if init == "grains" else {})},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

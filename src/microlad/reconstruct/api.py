@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from microlad.defaults import RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import GRAINS_START, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.diffusion import canonical_sampler
 from microlad.errors import InputError, ShapeError
 from microlad.reconstruct._chunks import channels_last
@@ -50,6 +50,30 @@ def _polish_targets(model) -> tuple[np.ndarray, dict[int, float] | None]:
         raise InputError("polish needs a model with stored training S2 and surface statistics (retrain with this version)")
     s2 = np.asarray(stats.s2_radial_mean, dtype=np.float64)
     return s2, {p: float(v) for p, v in enumerate(stats.specific_surface_area)}
+
+
+def _grain_start(model, init: str | None, start: float, grain_phase: int | None):
+    """(GrainParameters, grain phase, pore phase) for ``init="grains"``, or None."""
+    if init is None:
+        return None
+    if init != "grains":
+        raise InputError(f"init must be None or 'grains', got {init!r}")
+    if not 0.0 < float(start) <= 1.0:
+        raise InputError(f"init_start must be in (0, 1], got {start}")
+    from microlad.metadata import TrainingStats
+    from microlad.reconstruct.grains import grain_parameters
+
+    if model.vae.config.n_phases != 2:
+        raise InputError(f"init='grains' needs a two-phase model (grains and pores), this one has {model.vae.config.n_phases} phases")
+    stats = TrainingStats.from_dict(getattr(model, "training_stats", None))
+    if stats.volume_fraction is None or stats.specific_surface_area is None:
+        raise InputError("init='grains' needs a model with stored training fractions and surface statistics (retrain with this version)")
+    vf = [float(v) for v in stats.volume_fraction]
+    grain = int(np.argmax(vf)) if grain_phase is None else int(grain_phase)
+    if grain not in (0, 1):
+        raise InputError(f"grain_phase must be 0 or 1, got {grain_phase}")
+    pore = 1 - grain
+    return grain_parameters(vf[pore], float(stats.specific_surface_area[pore])), grain, pore
 
 
 def _polish(labels: np.ndarray, targets, iterations: int, progress: bool) -> tuple[np.ndarray, dict]:
@@ -95,6 +119,9 @@ def reconstruct(
     smooth: bool = RECONSTRUCT_SMOOTH,
     match_latent_mean: bool = RECONSTRUCT_MATCH_LATENT_MEAN,
     polish: int = 0,
+    init: str | None = None,
+    init_start: float = GRAINS_START,
+    grain_phase: int | None = None,
     return_probabilities: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
@@ -150,6 +177,15 @@ def reconstruct(
     (+0.25 ± 0.2 per axis, one axis +12 %): it can narrow pore throats, so check transport
     in coarse rocks (BENCHMARKS.md, fine-scale findings). Needs a model with stored S2 and
     surface statistics.
+
+    ``init`` (default None: L-MPDD from noise; opt-in, ours): ``"grains"`` starts L-MPDD from
+    a pack of overlapping spheres of ``grain_phase`` (default: the phase with the larger
+    training fraction) built from the training fraction and slice perimeter alone
+    (:mod:`microlad.reconstruct.grains`), noised to ``init_start`` · T (SDEdit). For
+    two-phase granular media, whose pore space is the connected complement of grains:
+    L-MPDD from noise lays pores out as separate pockets. Lower ``init_start`` keeps more
+    of the pack's connectivity, higher gives slices closer to the training images' (Berea,
+    BENCHMARKS.md, fine-scale findings). Two-phase models only.
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -176,14 +212,22 @@ def reconstruct(
     channels_last(vae, unet)
     opts = SliceOptions(periodic=periodic, memory_budget=memory_budget, progress=progress, device=device)
     moments = latent_mean_moments(model, sampler, steps) if match_latent_mean else None
+    grains = _grain_start(model, init, init_start, grain_phase)
     results = []
     for i in range(n):
         vol_seed = seed + i
         gen = torch.Generator(device="cpu").manual_seed(vol_seed)
         t0 = time.perf_counter()
+        z_init = None
+        if grains is not None:  # SDEdit from a grain pack built from the 2D statistics
+            from microlad.reconstruct.grains import boolean_grains, project_labels
+
+            params, grain, pore = grains
+            pack = np.where(boolean_grains(dims, params, np.random.default_rng(vol_seed)), grain, pore).astype(np.uint8)
+            z_init = project_labels(vae, pack, opts)
         z = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
                                  slice_coupling=slice_coupling, coupling_stop=coupling_stop,
-                                 moments=moments, generator=gen, options=opts)
+                                 moments=moments, generator=gen, options=opts, init=z_init, start=init_start)
         t1 = time.perf_counter()
         probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()

@@ -65,6 +65,8 @@ def sample_latent_volume(
     generator: torch.Generator | None = None,
     options: SliceOptions | None = None,
     on_step: Callable[[int, int, int | None, torch.Tensor, torch.Tensor], bool | None] | None = None,
+    init: torch.Tensor | None = None,
+    start: float = 1.0,
     **keywords,
 ) -> torch.Tensor:
     """Run L-MPDD and return the normalized latent volume (C, d, h, w).
@@ -105,8 +107,20 @@ def sample_latent_volume(
         raise ValueError(f"moments must hold one row per sampler step ({len(s)} steps)")
     z = torch.randn(latent_shape, generator=generator, device=generator.device if generator else device).to(device)
     axes = axis_schedule(len(s))
-    bar = tqdm(total=len(s), desc="L-MPDD", unit="step", disable=not opts.progress, leave=False)
-    for i, t in enumerate(s.timesteps.tolist()):
+    timesteps = s.timesteps.tolist()
+    first = 0
+    if init is not None:
+        if tuple(init.shape) != tuple(latent_shape):
+            raise ValueError(f"init has shape {tuple(init.shape)}, expected {tuple(latent_shape)}")
+        first = next((i for i, t in enumerate(timesteps) if t <= start * schedule.num_train_timesteps), len(timesteps))
+        if first < len(timesteps):
+            z = schedule.add_noise(init.to(device=z.device, dtype=z.dtype), z, int(timesteps[first]))
+        else:
+            z = init.to(device=z.device, dtype=z.dtype).clone()
+    bar = tqdm(total=len(s) - first, desc="L-MPDD", unit="step", disable=not opts.progress, leave=False)
+    for i, t in enumerate(timesteps):
+        if i < first:
+            continue
         outs = []
         for a in (range(3) if average_axes else [axes[i]]):
             out = predict_slices(unet, z, t, a, opts)

@@ -1,0 +1,86 @@
+"""A grain-pack start for L-MPDD: 3D topology from a structural assumption, texture from the prior.
+
+Slices fix a two-phase medium's volume fraction, surface area and two-point statistics, but
+not its 3D topology (the Euler characteristic: BENCHMARKS.md, fine-scale findings). L-MPDD
+lays out the coarse 3D arrangement from noise, and for a granular rock it lays the pores
+out as separate pockets: Berea's pore τ comes out about 3× the rock's. If the user knows the
+material is a pack of grains (sandstones, sintered powders), the pore space is the
+complement of overlapping grains, which is connected far below the rock's porosity.
+
+:func:`boolean_grains` builds that start from the model's 2D training statistics only: a
+Boolean model of overlapping spheres (radius R, Poisson centres) at the training fraction
+φ of the pore phase, with the training images' surface density S_V = (4/π)·L_A (the
+stereological relation for isotropic media) and, for the Boolean sphere model,
+φ = exp(−λ·4πR³/3), S_V = 3·φ·(−ln φ)/R. :func:`project_labels` turns it into an L-MPDD
+latent (z slices encoded, averaged over each block of f slices along z), and
+``reconstruct(init="grains")`` noises that to ``start``·T (SDEdit) and runs L-MPDD from
+there: the prior redraws the grains' shape and texture while keeping most of their
+connectivity. Volumes (Z, Y, X); lengths in voxels.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from microlad.errors import InputError
+
+__all__ = ["GrainParameters", "grain_parameters", "boolean_grains", "project_labels"]
+
+
+@dataclass(frozen=True)
+class GrainParameters:
+    """A Boolean sphere model: pore fraction ``porosity``, sphere ``radius`` (voxels) and
+    ``intensity`` (sphere centres per voxel)."""
+
+    porosity: float
+    radius: float
+    intensity: float
+
+
+def grain_parameters(porosity: float, surface_density_2d: float) -> GrainParameters:
+    """Boolean-sphere parameters for pore fraction ``porosity`` (0 < φ < 1) and slice
+    perimeter per area ``surface_density_2d`` (L_A, 1/voxel, as
+    :func:`microlad.descriptors.slice_perimeter_density`)."""
+    phi, la = float(porosity), float(surface_density_2d)
+    if not 0.0 < phi < 1.0:
+        raise InputError(f"grains need a pore fraction in (0, 1), got {phi}")
+    if not la > 0.0:
+        raise InputError(f"grains need a positive slice perimeter density, got {la}")
+    sv = 4.0 / math.pi * la
+    radius = 3.0 * phi * (-math.log(phi)) / sv
+    return GrainParameters(phi, radius, -math.log(phi) / (4.0 / 3.0 * math.pi * radius**3))
+
+
+def boolean_grains(shape: tuple[int, int, int], params: GrainParameters, rng: np.random.Generator) -> np.ndarray:
+    """(Z, Y, X) bool, True = grain: overlapping spheres of ``params.radius`` with Poisson
+    centres (``params.intensity`` per voxel), generated with a margin of one radius so the
+    faces are not depleted of grains."""
+    margin = int(math.ceil(params.radius)) + 1
+    big = tuple(int(s) + 2 * margin for s in shape)
+    count = rng.poisson(params.intensity * float(np.prod(big)))
+    centres = np.floor(rng.uniform(0, 1, (count, 3)) * np.asarray(big)).astype(np.int64)
+    empty = np.ones(big, dtype=bool)
+    empty[centres[:, 0], centres[:, 1], centres[:, 2]] = False
+    grains = ndi.distance_transform_edt(empty) <= params.radius
+    return grains[margin:margin + shape[0], margin:margin + shape[1], margin:margin + shape[2]]
+
+
+@torch.inference_mode()
+def project_labels(vae, labels: np.ndarray, options) -> torch.Tensor:
+    """The normalized L-MPDD latent (C, Z/f, Y/f, X/f) of ``labels`` (Z, Y, X): its z slices
+    encoded (posterior means), averaged over each block of f slices along z."""
+    from microlad.reconstruct._orient import to_slices
+    from microlad.reconstruct.decode import encode_slices
+
+    f, p = vae.config.downsample_factor, vae.config.n_phases
+    device = next(vae.parameters()).device
+    onehot = F.one_hot(torch.from_numpy(labels.astype(np.int64)), p).permute(3, 0, 1, 2).float().to(device)
+    z = encode_slices(vae, to_slices(onehot, 0), options)  # (Z, C, h, w), raw latents
+    d, c, h, w = z.shape
+    pooled = z.reshape(d // f, f, c, h, w).mean(1)  # (Z/f, C, h, w)
+    return vae.normalize(pooled).movedim(0, 1).contiguous()

@@ -1,0 +1,80 @@
+"""The grain-pack start of reconstruct (microlad.reconstruct.grains), checked against the
+Boolean sphere model's closed forms and scipy, not against its own output."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from microlad import descriptors as nd
+from microlad.errors import InputError
+from microlad.reconstruct.grains import boolean_grains, grain_parameters
+
+
+@pytest.mark.parametrize("porosity,perimeter", [(0.2, 0.07), (0.3, 0.05)])
+def test_boolean_grains_have_the_models_porosity_and_surface(porosity, perimeter):
+    params = grain_parameters(porosity, perimeter)
+    # closed forms of the Boolean sphere model: phi = exp(-lambda 4/3 pi R^3), S_V = 3 phi (-ln phi) / R
+    assert math.exp(-params.intensity * 4 / 3 * math.pi * params.radius**3) == pytest.approx(porosity)
+    assert 3 * porosity * -math.log(porosity) / params.radius == pytest.approx(4 / math.pi * perimeter)
+    pores = [(~boolean_grains((96, 96, 96), params, np.random.default_rng(s))).astype(np.uint8) for s in (0, 1)]
+    phi = np.mean([p.mean() for p in pores])
+    la = np.mean([nd.slice_perimeter_density(p, phase=1, axis=a) for p in pores for a in range(3)])
+    sa = np.mean([nd.specific_surface_area(p, phase=1) for p in pores])
+    assert phi == pytest.approx(porosity, abs=0.02)
+    assert la == pytest.approx(perimeter, rel=0.06)  # the stereological S_V = 4/pi L_A, voxelised
+    assert sa == pytest.approx(4 / math.pi * perimeter, rel=0.1)  # marching cubes reads voxelised spheres a few % high
+
+
+def test_boolean_grains_pore_space_is_connected_at_sandstone_porosity():
+    from scipy import ndimage as ndi
+
+    pores = ~boolean_grains((64, 64, 64), grain_parameters(0.2, 0.08), np.random.default_rng(3))
+    lab, n = ndi.label(pores)
+    sizes = np.bincount(lab.ravel())[1:]
+    assert sizes.max() / pores.sum() > 0.9  # one pore network holds (nearly) all the pore space
+
+
+def test_grain_parameters_reject_impossible_statistics():
+    for phi, la in [(0.0, 0.1), (1.0, 0.1), (0.2, 0.0), (0.2, -1.0)]:
+        with pytest.raises(InputError):
+            grain_parameters(phi, la)
+
+
+def test_lmpdd_from_an_init_at_start_zero_returns_the_init_and_is_seeded():
+    from microlad.bundled import resolve_model
+    from microlad.model import load_model
+    from microlad.reconstruct.lmpdd import sample_latent_volume
+
+    model = load_model(resolve_model("carbonate"))
+    init = torch.randn((4, 4, 4, 4), generator=torch.Generator().manual_seed(0))
+    kw = dict(steps=6, progress=False)
+    same = sample_latent_volume(model.unet, model.schedule, (4, 4, 4, 4), init=init, start=0.0, **kw)
+    torch.testing.assert_close(same, init)
+    a, b = (sample_latent_volume(model.unet, model.schedule, (4, 4, 4, 4), init=init, start=0.5,
+                                 generator=torch.Generator().manual_seed(1), **kw) for _ in range(2))
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, init)
+    with pytest.raises(ValueError):
+        sample_latent_volume(model.unet, model.schedule, (4, 4, 4, 8), init=init, start=0.5, **kw)
+
+
+def test_reconstruct_from_grains_keeps_the_pore_network_and_checks_its_input(one_torch_thread):
+    from microlad.bundled import resolve_model
+    from microlad.descriptors import percolating_axes
+    from microlad.model import load_model
+
+    model = load_model(resolve_model("carbonate"))
+    kw = dict(n=1, seed=5, steps=8, progress=False)
+    rec = model.reconstruct((48, 48, 48), init="grains", init_start=0.3, **kw)[0]
+    pore = int(np.argmin(model.training_stats.volume_fraction))
+    assert abs((rec.labels == pore).mean() - model.training_stats.volume_fraction[pore]) < 0.01  # fractions matched
+    assert all(percolating_axes(rec.labels, phase=pore))  # the pack's connected pores survive
+    with pytest.raises(InputError):
+        model.reconstruct((32, 32, 32), init="spheres", **kw)
+    with pytest.raises(InputError):
+        model.reconstruct((32, 32, 32), init="grains", init_start=0.0, **kw)
+    with pytest.raises(InputError):
+        load_model(resolve_model("sofc-anode")).reconstruct((32, 32, 32), init="grains", **kw)
