@@ -16,6 +16,8 @@ Variants (every one starts from the same latent volume per seed, decoded along z
   grains_F reconstruct(init="grains", init_start=F): L-MPDD from a pack of overlapping spheres
            built from the training fraction and slice perimeter, noised to F·T, then the
            smooth finish (its own latent, not the shared one)
+  grainstex_F  reconstruct(init="grains+texture", init_start=F): the pack's latent low-passed
+           plus the high-pass of the shared (free) latent, then as grains_F
   polish   smooth, then reconstruct(polish=100)'s opt-in label polish toward the training
            slice S2 and perimeter (microlad.reconstruct.polish; fractions held, no phase
            split, spannings kept)
@@ -181,22 +183,25 @@ def main() -> None:
             t0 = time.time()
             mode = "logit" if v == "logit" else "mean"
             axes_probs = per_axis
-            if v.startswith("grains_"):  # reconstruct(init="grains", init_start=F): its own latent
+            if v.startswith(("grains_", "grainstex_")):  # reconstruct(init="grains"[+texture], init_start=F): its own latent
                 from microlad.reconstruct.api import _grain_start
-                from microlad.reconstruct.grains import boolean_grains, project_labels
+                from microlad.reconstruct.grains import boolean_grains, project_labels, texture_blend
 
                 start_f = float(v.split("_", 1)[1])
                 params, grain, pore = _grain_start(model, "grains", start_f, None)
                 pack = np.where(boolean_grains((s, s, s), params, np.random.default_rng(seed)), grain, pore).astype(np.uint8)
+                z_init = project_labels(vae, pack, opts)
+                if v.startswith("grainstex_"):  # the shared latent is reconstruct's free pass of this seed
+                    z_init = texture_blend(z_init, z, params.radius / (2 * f))
                 zg = sample_latent_volume(unet, model.schedule, (vae.config.latent_channels, s // f, s // f, s // f),
                                           coupling_stop=model.coupling_stop, generator=torch.Generator().manual_seed(seed),
                                           options=opts, sampler=args.sampler, steps=args.steps or RECONSTRUCT_STEPS,
-                                          moments=moments, init=project_labels(vae, pack, opts), start=start_f)
+                                          moments=moments, init=z_init, start=start_f)
                 axes_probs = decode_axes(vae, vae.denormalize(zg.movedim(0, 1)).movedim(1, 0), opts)
             probs = match_fractions(fuse(axes_probs, mode), target_vf)
             probs = match_fractions(refine(vae, probs, 3 if v == "k3" else 1, mode, opts), target_vf)
             extra = {}
-            if v in ("smooth", "polish") or v.startswith("grains_"):  # what reconstruct() does by default
+            if v in ("smooth", "polish") or v.startswith(("grains_", "grainstex_")):  # what reconstruct() does by default
                 probs, sigma = smooth_probabilities(model, probs, target_vf)
                 extra["sigma"] = sigma
             labels = probs.argmax(0).to(torch.uint8).numpy()
