@@ -16,8 +16,9 @@ Variants (every one starts from the same latent volume per seed, decoded along z
   grains_F reconstruct(init="grains", init_start=F): L-MPDD from a pack of overlapping spheres
            built from the training fraction and slice perimeter, noised to F·T, then the
            smooth finish (its own latent, not the shared one)
-  grainstex_F  reconstruct(init="grains+texture", init_start=F): the pack's latent low-passed
-           plus the high-pass of the shared (free) latent, then as grains_F
+  grainstex_F  as grains_F, but the pack's latent low-passed (Gaussian, σ = R/(2f) latent
+           cells) plus the high-pass of the shared (free) latent before the noising (tried,
+           not a library option: it lost connectivity on Leopard)
   polish   smooth, then reconstruct(polish=100)'s opt-in label polish toward the training
            slice S2 and perimeter (microlad.reconstruct.polish; fractions held, no phase
            split, spannings kept)
@@ -39,6 +40,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import NO_PAPER, SHARED_DATA, machine, provenance, save  # noqa: E402
+
+
+def texture_blend(coarse, fine, sigma):
+    """Gaussian low-pass (σ in latent cells, per channel) of ``coarse`` plus the high-pass of ``fine``; (C, d, h, w)."""
+    from scipy import ndimage as ndi
+
+    def low(z):
+        return torch.from_numpy(np.stack([ndi.gaussian_filter(c, sigma, mode="nearest") for c in z.numpy()])).to(z)
+
+    return low(coarse) + fine - low(fine)
 
 
 def fuse(per_axis, mode):
@@ -185,7 +196,7 @@ def main() -> None:
             axes_probs = per_axis
             if v.startswith(("grains_", "grainstex_")):  # reconstruct(init="grains"[+texture], init_start=F): its own latent
                 from microlad.reconstruct.api import _grain_start
-                from microlad.reconstruct.grains import boolean_grains, project_labels, texture_blend
+                from microlad.reconstruct.grains import boolean_grains, project_labels
 
                 start_f = float(v.split("_", 1)[1])
                 params, grain, pore = _grain_start(model, "grains", start_f, None)

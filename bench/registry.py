@@ -570,6 +570,15 @@ ENTRIES: tuple[Entry, ...] = (
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
           "--variants smooth,grains_0.6,grains_0.8 --name leopard_grains", 4, needs=("/work/runs/leopard-new",),
           note="#11: the grain-pack start on Leopard, 8 × 64³ (model: see levers_leopard)"),
+    Entry("levers_berea_grains_texture",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+          "--variants grainstex_0.6 --name berea_grains_texture", 12,
+          note="#11: the grain-pack start with a free L-MPDD latent's fine scales blended in (tried, not a library "
+               "option), 8 × 128³, same seeds as levers_berea_grains"),
+    Entry("levers_leopard_grains_texture",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
+          "--variants grainstex_0.6 --name leopard_grains_texture", 2, needs=("/work/runs/leopard-new",),
+          note="#11: the same on Leopard, 8 × 64³ (model: see levers_leopard)"),
     Entry("levers_leopard_polish48",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 48 -n 8 "
           "--variants smooth,polish --name leopard_polish48", 3, needs=("/work/runs/leopard-new",),

@@ -78,28 +78,3 @@ def test_reconstruct_from_grains_keeps_the_pore_network_and_checks_its_input(one
         model.reconstruct((32, 32, 32), init="grains", init_start=0.0, **kw)
     with pytest.raises(InputError):
         load_model(resolve_model("sofc-anode")).reconstruct((32, 32, 32), init="grains", **kw)
-
-
-def test_texture_blend_takes_coarse_scales_from_one_latent_and_fine_from_the_other():
-    from microlad.reconstruct.grains import texture_blend
-
-    z, y, x = np.meshgrid(*(np.arange(16),) * 3, indexing="ij")
-    smooth = torch.from_numpy(np.stack([np.sin(2 * np.pi * z / 16), np.cos(2 * np.pi * x / 16)])).float()
-    checker = torch.from_numpy(np.stack([(-1.0) ** (z + y + x)] * 2)).float()  # the finest scale of the grid
-    torch.testing.assert_close(texture_blend(checker, checker, 1.5), checker)  # one latent: itself
-    both = texture_blend(smooth, checker, 1.5)
-    assert np.corrcoef(both.ravel(), (smooth + checker).ravel())[0, 1] > 0.98  # the smooth one's coarse, the checker's fine
-    swapped = texture_blend(checker, smooth, 1.5)  # coarse scales of a checkerboard, fine scales of a smooth field: little
-    assert float(swapped.std()) < 0.3 * float(smooth.std())
-
-
-def test_reconstruct_grains_with_texture_runs_and_is_seeded(one_torch_thread):
-    from microlad.bundled import resolve_model
-    from microlad.model import load_model
-
-    model = load_model(resolve_model("carbonate"))
-    kw = dict(n=1, seed=2, steps=6, progress=False, init="grains+texture")
-    a, b = (model.reconstruct((32, 32, 32), **kw)[0].labels for _ in range(2))
-    np.testing.assert_array_equal(a, b)
-    plain = model.reconstruct((32, 32, 32), n=1, seed=2, steps=6, progress=False, init="grains")[0].labels
-    assert (a != plain).mean() > 0.01  # the free latent's detail changes the volume

@@ -32,7 +32,7 @@ def reconstruct(
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
     polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off; fractions held, no phase split; it can narrow pore throats: check transport in coarse rocks)."),
-    init: str = typer.Option("noise", "--init", help="Start of L-MPDD: noise (default) or grains: a pack of overlapping spheres built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps the pack's connected pores (Berea: pore tau near the rock's) at a cost of 16 % smoother slices; grains+texture: the pack's grain-scale layout with a free L-MPDD latent's finer detail (2x time; slices as the default's, tau about 20 % lower)."),
+    init: str = typer.Option("noise", "--init", help="Start of L-MPDD: noise (default) or grains: a pack of overlapping spheres built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps the pack's connected pores (Berea: pore tau about halved) at a cost of smoother slices."),
     init_start: float = typer.Option(GRAINS_START, "--init-start", help="With --init grains: noise level F in (0, 1] (fraction of the training timesteps) the pack is noised to; lower keeps more of its connectivity, higher gives slices closer to the training images'."),
     grain_phase: Optional[int] = typer.Option(None, "--grain-phase", help="With --init grains: the phase that forms the grains (default: the phase with the larger training fraction).", show_default=False),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
@@ -60,9 +60,9 @@ def reconstruct(
     sampler = canonical_sampler(sampler)  # one-line InputError naming the accepted names
     if vf and match_vf is False:
         raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
-    if init not in ("noise", "grains", "grains+texture"):
-        raise InputError(f"--init must be noise, grains or grains+texture, got {init!r}")
-    if init != "noise" and not 0.0 < init_start <= 1.0:
+    if init not in ("noise", "grains"):
+        raise InputError(f"--init must be noise or grains, got {init!r}")
+    if init == "grains" and not 0.0 < init_start <= 1.0:
         raise InputError(f"--init-start must be in (0, 1], got {init_start}")
     if coupling_stop is not None and not 0.0 <= coupling_stop <= 1.0:
         raise InputError(f"--coupling-stop must be in [0, 1], got {coupling_stop}")
@@ -108,7 +108,7 @@ def reconstruct(
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "match_latent_mean": match_latent_mean, "periodic": periodic, "device": str(device),
                        "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma],
                        "polish": polish, **({"polish_stats": rec.polish} if rec.polish else {}),
-                       "init": init, **({"init_start": init_start, "grain_phase": grain_phase} if init != "noise" else {})},
+                       "init": init, **({"init_start": init_start, "grain_phase": grain_phase} if init == "grains" else {})},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }

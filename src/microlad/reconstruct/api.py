@@ -56,8 +56,8 @@ def _grain_start(model, init: str | None, start: float, grain_phase: int | None)
     """(GrainParameters, grain phase, pore phase) for ``init="grains"``, or None."""
     if init is None:
         return None
-    if init not in ("grains", "grains+texture"):
-        raise InputError(f"init must be None, 'grains' or 'grains+texture', got {init!r}")
+    if init != "grains":
+        raise InputError(f"init must be None or 'grains', got {init!r}")
     if not 0.0 < float(start) <= 1.0:
         raise InputError(f"init_start must be in (0, 1], got {start}")
     from microlad.metadata import TrainingStats
@@ -185,11 +185,7 @@ def reconstruct(
     two-phase granular media, whose pore space is the connected complement of grains:
     L-MPDD from noise lays pores out as separate pockets. Lower ``init_start`` keeps more
     of the pack's connectivity, higher gives slices closer to the training images' (Berea,
-    BENCHMARKS.md, fine-scale findings). ``"grains+texture"`` (2× the L-MPDD cost): the
-    pack's latent is low-passed (Gaussian, σ = R/(2f) latent cells, R the grain radius) and
-    the high-pass of a free L-MPDD latent of the same seed added before the noising, so the
-    slices keep the default's texture and the pores part of the pack's connectivity.
-    Two-phase models only.
+    BENCHMARKS.md, fine-scale findings). Two-phase models only.
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -229,14 +225,6 @@ def reconstruct(
             params, grain, pore = grains
             pack = np.where(boolean_grains(dims, params, np.random.default_rng(vol_seed)), grain, pore).astype(np.uint8)
             z_init = project_labels(vae, pack, opts)
-            if init == "grains+texture":  # the pack's grain-scale layout, a free L-MPDD latent's finer detail
-                from microlad.reconstruct.grains import texture_blend
-
-                free = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
-                                            slice_coupling=slice_coupling, coupling_stop=coupling_stop, moments=moments,
-                                            generator=torch.Generator(device="cpu").manual_seed(vol_seed), options=opts)
-                z_init = texture_blend(z_init, free, params.radius / (2 * f), periodic)
-                gen = torch.Generator(device="cpu").manual_seed(vol_seed)
         z = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
                                  slice_coupling=slice_coupling, coupling_stop=coupling_stop,
                                  moments=moments, generator=gen, options=opts, init=z_init, start=init_start)

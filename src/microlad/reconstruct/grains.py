@@ -29,7 +29,7 @@ from scipy import ndimage as ndi
 
 from microlad.errors import InputError
 
-__all__ = ["GrainParameters", "grain_parameters", "boolean_grains", "project_labels", "texture_blend"]
+__all__ = ["GrainParameters", "grain_parameters", "boolean_grains", "project_labels"]
 
 
 @dataclass(frozen=True)
@@ -84,15 +84,3 @@ def project_labels(vae, labels: np.ndarray, options) -> torch.Tensor:
     d, c, h, w = z.shape
     pooled = z.reshape(d // f, f, c, h, w).mean(1)  # (Z/f, C, h, w)
     return vae.normalize(pooled).movedim(0, 1).contiguous()
-
-
-def texture_blend(coarse: torch.Tensor, fine: torch.Tensor, sigma: float, periodic: bool = False) -> torch.Tensor:
-    """Gaussian low-pass (σ in latent cells, per channel) of ``coarse`` plus the high-pass of
-    ``fine``; both (C, d, h, w) normalized latents."""
-    mode = "wrap" if periodic else "nearest"
-
-    def low(z: torch.Tensor) -> torch.Tensor:
-        arr = z.detach().cpu().numpy()
-        return torch.from_numpy(np.stack([ndi.gaussian_filter(c, sigma, mode=mode) for c in arr])).to(z)
-
-    return low(coarse) + fine - low(fine)
