@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--moments", choices=("none", "mean", "both"), default=None,
                     help="match each L-MPDD step's clean estimate per channel to the 2D prior's mean, or mean and std "
                          "(default: reconstruct's default, match_latent_mean)")
+    ap.add_argument("--grain-roughness", type=float, default=0.0, help="grains_F / grainstex_F: the pack's surface roughness A (voxels)")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -200,7 +201,8 @@ def main() -> None:
 
                 start_f = float(v.split("_", 1)[1])
                 params, grain, pore = _grain_start(model, "grains", start_f, None)
-                pack = np.where(boolean_grains((s, s, s), params, np.random.default_rng(seed)), grain, pore).astype(np.uint8)
+                pack = np.where(boolean_grains((s, s, s), params, np.random.default_rng(seed), roughness=args.grain_roughness),
+                                grain, pore).astype(np.uint8)
                 z_init = project_labels(vae, pack, opts)
                 if v.startswith("grainstex_"):  # the shared latent is reconstruct's free pass of this seed
                     z_init = texture_blend(z_init, z, params.radius / (2 * f))

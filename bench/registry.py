@@ -579,6 +579,15 @@ ENTRIES: tuple[Entry, ...] = (
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
           "--variants grainstex_0.6 --name leopard_grains_texture", 2, needs=("/work/runs/leopard-new",),
           note="#11: the same on Leopard, 8 × 64³ (model: see levers_leopard)"),
+    Entry("levers_berea_grains_rough",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+          "--variants grains_0.6 --grain-roughness 3 --name berea_grains_rough", 20,
+          note="#11: reconstruct(init='grains', grain_roughness=3): the grain pack with rough surfaces, 8 × 128³, "
+               "same seeds as levers_berea_grains"),
+    Entry("levers_leopard_grains_rough",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
+          "--variants grains_0.6 --grain-roughness 3 --name leopard_grains_rough", 4, needs=("/work/runs/leopard-new",),
+          note="#11: the rough grain pack on Leopard, 8 × 64³ (model: see levers_leopard)"),
     Entry("levers_leopard_polish48",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 48 -n 8 "
           "--variants smooth,polish --name leopard_polish48", 3, needs=("/work/runs/leopard-new",),

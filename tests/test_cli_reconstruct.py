@@ -142,6 +142,7 @@ def test_reconstruct_from_grains_records_its_start_and_rejects_bad_options(tmp_p
     side = json.loads((out / "volume_000.json").read_text())
     assert side["config"]["init"] == "grains" and side["config"]["init_start"] == 0.4
     assert_one_line_error(run_cli(capsys, *base, "--init", "spheres", "--out", tmp_path / "a"), "--init")
+    assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--grain-roughness", "-1", "--out", tmp_path / "d"), "--grain-roughness")
     assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--init-start", "1.5", "--out", tmp_path / "b"), "--init-start")
     res = run_cli(capsys, "reconstruct", "sofc-anode", "--shape", "16", "16", "16", "--steps", "2", "--init", "grains",
                   "--out", tmp_path / "c", "--no-progress")

@@ -78,3 +78,17 @@ def test_reconstruct_from_grains_keeps_the_pore_network_and_checks_its_input(one
         model.reconstruct((32, 32, 32), init="grains", init_start=0.0, **kw)
     with pytest.raises(InputError):
         load_model(resolve_model("sofc-anode")).reconstruct((32, 32, 32), init="grains", **kw)
+
+
+def test_rough_grains_keep_the_pore_fraction_and_roughen_the_sections():
+    params = grain_parameters(0.2, 0.066)
+    smooth = (~boolean_grains((64, 64, 64), params, np.random.default_rng(4))).astype(np.uint8)
+    rough = (~boolean_grains((64, 64, 64), params, np.random.default_rng(4), roughness=3.0)).astype(np.uint8)
+    assert rough.mean() == pytest.approx(0.2, abs=0.002)  # the threshold is re-set to the pore fraction
+    per = [np.mean([nd.slice_perimeter_density(v, phase=1, axis=a) for a in range(3)]) for v in (smooth, rough)]
+    assert per[1] > 1.3 * per[0]
+    with pytest.raises(InputError):
+        from microlad.bundled import resolve_model
+        from microlad.model import load_model
+
+        load_model(resolve_model("carbonate")).reconstruct((16, 16, 16), init="grains", grain_roughness=-1.0, steps=2, progress=False)

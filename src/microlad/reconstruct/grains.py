@@ -56,18 +56,27 @@ def grain_parameters(porosity: float, surface_density_2d: float) -> GrainParamet
     return GrainParameters(phi, radius, -math.log(phi) / (4.0 / 3.0 * math.pi * radius**3))
 
 
-def boolean_grains(shape: tuple[int, int, int], params: GrainParameters, rng: np.random.Generator) -> np.ndarray:
+def boolean_grains(shape: tuple[int, int, int], params: GrainParameters, rng: np.random.Generator,
+                   roughness: float = 0.0, correlation: float = 1.5) -> np.ndarray:
     """(Z, Y, X) bool, True = grain: overlapping spheres of ``params.radius`` with Poisson
-    centres (``params.intensity`` per voxel), generated with a margin of one radius so the
-    faces are not depleted of grains."""
-    margin = int(math.ceil(params.radius)) + 1
+    centres (``params.intensity`` per voxel), generated with a margin so the faces are not
+    depleted of grains. ``roughness`` A > 0 (voxels) perturbs the grain surfaces: grain where
+    R + A·n − (distance to the nearest centre) exceeds the threshold that keeps the pore
+    fraction at ``params.porosity``, n a Gaussian random field of unit standard deviation and
+    correlation length ``correlation`` voxels."""
+    margin = int(math.ceil(params.radius + 3 * roughness)) + 1
     big = tuple(int(s) + 2 * margin for s in shape)
     count = rng.poisson(params.intensity * float(np.prod(big)))
     centres = np.floor(rng.uniform(0, 1, (count, 3)) * np.asarray(big)).astype(np.int64)
     empty = np.ones(big, dtype=bool)
     empty[centres[:, 0], centres[:, 1], centres[:, 2]] = False
-    grains = ndi.distance_transform_edt(empty) <= params.radius
-    return grains[margin:margin + shape[0], margin:margin + shape[1], margin:margin + shape[2]]
+    inner = tuple(slice(margin, margin + int(s)) for s in shape)
+    distance = ndi.distance_transform_edt(empty)
+    if roughness <= 0:
+        return (distance <= params.radius)[inner]
+    field = ndi.gaussian_filter(rng.standard_normal(big), correlation)
+    score = (params.radius + roughness * field / field.std() - distance)[inner]
+    return score > np.quantile(score, params.porosity)
 
 
 @torch.inference_mode()
