@@ -118,9 +118,8 @@ def sample_latent_volume(
         else:
             z = init.to(device=z.device, dtype=z.dtype).clone()
     bar = tqdm(total=len(s) - first, desc="L-MPDD", unit="step", disable=not opts.progress, leave=False)
-    for i, t in enumerate(timesteps):
-        if i < first:
-            continue
+    for i in range(first, len(timesteps)):
+        t = timesteps[i]
         outs = []
         for a in (range(3) if average_axes else [axes[i]]):
             out = predict_slices(unet, z, t, a, opts)

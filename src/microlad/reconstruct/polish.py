@@ -127,27 +127,28 @@ def polish_loss(onehot: torch.Tensor, curves: torch.Tensor, phases: tuple[int, .
 
 
 _SHIFTS = [(d, s) for d in range(3) for s in (1, -1)]
+_FACES = [tuple(s if i == d else 0 for i in range(3)) for d, s in _SHIFTS]
+"""The six face-neighbour offsets (dz, dy, dx), in ``_SHIFTS`` order."""
+_PAIRS = [(i, j) for i in range(6) for j in range(i + 1, 6) if _SHIFTS[i][0] != _SHIFTS[j][0]]
+"""The 12 pairs of orthogonal face directions; the edge voxel at the sum of their offsets joins them."""
+_EDGES = [tuple(p + q for p, q in zip(_FACES[i], _FACES[j])) for i, j in _PAIRS]
 
 
-def _neighbours(x: torch.Tensor) -> list[torch.Tensor]:
-    """The six face-neighbour views of (..., Z, Y, X) ``x`` (edge voxels see themselves)."""
-    pad = F.pad(x[None, None].float(), (1, 1, 1, 1, 1, 1), mode="replicate")[0, 0]
-    z, y, w = x.shape[-3:]
-    out = []
-    for d, s in _SHIFTS:
-        sl = [slice(1, 1 + z), slice(1, 1 + y), slice(1, 1 + w)]
-        sl[d] = slice(1 + s, 1 + s + x.shape[d - 3])
-        out.append(pad[tuple(sl)].to(x.dtype))
-    return out
-
-
-def _shifted(x: torch.Tensor, offset: tuple[int, int, int], fill: int = -1) -> torch.Tensor:
+def _shifted(x: torch.Tensor, offset: tuple[int, int, int], fill: int | None = -1) -> torch.Tensor:
     """``x`` (Z, Y, X) seen from each voxel at ``offset`` (|components| <= 1); outside the
-    volume: ``fill``."""
-    pad = F.pad(x, (1, 1, 1, 1, 1, 1), value=fill)
+    volume: ``fill``, or the nearest voxel with ``fill=None``."""
+    if fill is None:
+        pad = F.pad(x[None, None].float(), (1, 1, 1, 1, 1, 1), mode="replicate")[0, 0].to(x.dtype)
+    else:
+        pad = F.pad(x, (1, 1, 1, 1, 1, 1), value=fill)
     z, y, w = x.shape
     dz, dy, dx = offset
     return pad[1 + dz: 1 + dz + z, 1 + dy: 1 + dy + y, 1 + dx: 1 + dx + w]
+
+
+def _neighbours(x: torch.Tensor) -> list[torch.Tensor]:
+    """The six face-neighbour views of (Z, Y, X) ``x`` (edge voxels see themselves)."""
+    return [_shifted(x, off, fill=None) for off in _FACES]
 
 
 def local_splits(labels: torch.Tensor) -> torch.Tensor:
@@ -158,14 +159,8 @@ def local_splits(labels: torch.Tensor) -> torch.Tensor:
     the volume is no phase).
     More than 1: taking the voxel out of its phase can cut that phase locally (a 6-connected
     channel or grain loses a link). 0: the voxel touches no face neighbour of its phase."""
-    face = [(labels == _shifted(labels, tuple(s if i == d else 0 for i in range(3)))) for d, s in _SHIFTS]
-    edges = []
-    for i, (di, si) in enumerate(_SHIFTS):
-        for j, (dj, sj) in enumerate(_SHIFTS):
-            if j > i and dj != di:
-                off = [0, 0, 0]
-                off[di], off[dj] = si, sj
-                edges.append((i, j, face[i] & face[j] & (labels == _shifted(labels, tuple(off)))))
+    face = [labels == _shifted(labels, off) for off in _FACES]
+    edges = [(i, j, face[i] & face[j] & (labels == _shifted(labels, off))) for (i, j), off in zip(_PAIRS, _EDGES)]
     big = torch.tensor(len(_SHIFTS), dtype=torch.int8)
     root = [torch.where(f, torch.tensor(i, dtype=torch.int8), big) for i, f in enumerate(face)]
     for _ in range(len(_SHIFTS) - 1):  # min-label propagation: a path has at most 5 links
@@ -190,9 +185,6 @@ def _allowed(labels: torch.Tensor, n_phases: int, colour: torch.Tensor, connecte
     if connected:
         ok &= (local_splits(labels) <= 1)[None]
     return ok & (torch.arange(n_phases)[:, None, None, None] != labels[None])
-
-
-_EDGES = [(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if abs(dz) + abs(dy) + abs(dx) == 2]
 
 
 def _apart(cand: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
