@@ -152,7 +152,8 @@ def main() -> None:
     ap.add_argument("--moments", choices=("none", "mean", "both"), default=None,
                     help="match each L-MPDD step's clean estimate per channel to the 2D prior's mean, or mean and std "
                          "(default: reconstruct's default, match_latent_mean)")
-    ap.add_argument("--grain-roughness", type=float, default=0.0, help="grains_F / grainstex_F: the pack's surface roughness A (voxels)")
+    ap.add_argument("--grain-roughness", default="0", help="grains_F / grainstex_F: the pack's surface roughness A (voxels), "
+                    "or auto: reconstruct()'s calibration from 2D data (microlad.reconstruct.grains.calibrate_roughness)")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -181,6 +182,16 @@ def main() -> None:
                "both": lambda: lmpdd_moments(model, args.sampler, steps)}[use_moments]
     moments = moments() if moments else None
     t_start, start = time.time(), machine()
+    roughness = {}  # per grains variant: A (calibrated once per variant with "auto", as reconstruct() does)
+    for v in variants:
+        if v.startswith(("grains_", "grainstex_")):
+            if args.grain_roughness == "auto":
+                rec = model.reconstruct((args.size,) * 3, seed=args.seed, steps=args.steps or RECONSTRUCT_STEPS, sampler=args.sampler,
+                                        init="grains", init_start=float(v.split("_", 1)[1]), progress=False)[0]
+                roughness[v] = float(rec.grain_roughness)
+                print(f"{v}: calibrated grain roughness A = {roughness[v]:.3f} in {rec.timings['grain_calibration']:.1f} s", flush=True)
+            else:
+                roughness[v] = float(args.grain_roughness)
     for i in range(args.n):
         seed = args.seed + i
         gen = torch.Generator().manual_seed(seed)
@@ -201,7 +212,7 @@ def main() -> None:
 
                 start_f = float(v.split("_", 1)[1])
                 params, grain, pore = _grain_start(model, "grains", start_f, None)
-                pack = np.where(boolean_grains((s, s, s), params, np.random.default_rng(seed), roughness=args.grain_roughness),
+                pack = np.where(boolean_grains((s, s, s), params, np.random.default_rng(seed), roughness=roughness[v]),
                                 grain, pore).astype(np.uint8)
                 z_init = project_labels(vae, pack, opts)
                 if v.startswith("grainstex_"):  # the shared latent is reconstruct's free pass of this seed
@@ -232,7 +243,7 @@ def main() -> None:
     meta = {"model": args.model, "truth": args.truth, "phase": args.phase, "n": args.n, "size": args.size,
             "seeds": f"{args.seed}..{args.seed + args.n - 1}", "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "wall_s": time.time() - t_start, "match_moments": use_moments, "command": "python bench/bench_fidelity_levers.py " + " ".join(sys.argv[1:]),
-            "stereological_ssa": (4 / math.pi * ref_la).tolist()}
+            "stereological_ssa": (4 / math.pi * ref_la).tolist(), **({"grain_roughness": roughness} if roughness else {})}
     data = {"meta": meta, "rows": rows, "truth": truth}
     save(f"levers_{args.name}", data, markdown(args, data, start))
 
@@ -276,6 +287,10 @@ def markdown(args, data, start) -> str:
                  f"{t['ssa'][0]:.4f} ± {t['ssa'][1]:.4f} | – | {t['span'][0]:.3f} ± {t['span'][1]:.3f} | "
                  + (" | ".join(f"{t[k][0]:.2f} ± {t[k][1]:.2f}" for k in ("tau_z", "tau_y", "tau_x")) + " | – | – |"
                     if "tau_z" in t else "– | – | – | – | – |"))
+    if meta.get("grain_roughness"):
+        how = "calibrated from 2D data (`--grain-roughness auto`)" if args.grain_roughness == "auto" else "set by hand"
+        L += ["", "Grain surface roughness A (voxels), " + how + ": "
+              + ", ".join(f"{v} {a:.2f}" for v, a in meta["grain_roughness"].items()) + "."]
     return "\n".join(L)
 
 

@@ -588,6 +588,20 @@ ENTRIES: tuple[Entry, ...] = (
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
           "--variants grains_0.6 --grain-roughness 3 --name leopard_grains_rough", 4, needs=("/work/runs/leopard-new",),
           note="#11: the rough grain pack on Leopard, 8 × 64³ (model: see levers_leopard)"),
+    Entry("levers_berea_grains_auto",
+          "python bench/bench_fidelity_levers.py bench/models/berea-default --truth berea_400.npz -n 8 --size 128 "
+          "--variants grains_0.6 --grain-roughness auto --name berea_grains_auto", 12,
+          note="#11: reconstruct(init='grains') with its default grain_roughness='auto' (A calibrated from 2D data on "
+               "trial cubes), 8 × 128³, same seeds as levers_berea_grains"),
+    Entry("levers_leopard_grains_auto",
+          "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 64 -n 8 "
+          "--variants grains_0.6 --grain-roughness auto --name leopard_grains_auto", 3, needs=("/work/runs/leopard-new",),
+          note="#11: the same on Leopard, 8 × 64³ (model: see levers_leopard)"),
+    Entry("groundtruth_berea_grains",
+          "python bench/bench_groundtruth.py bench/models/berea-default -n 8 --variants default,grains --name berea_grains", 22,
+          needs=(BEREA,),
+          note="#11: the committed Berea model, default and --init grains (calibrated roughness), 8 × 128³ (seeds "
+               "2000–2007) against the rock's 27 sub-volumes: VF, surface area, Σ S2 and τ per axis"),
     Entry("levers_leopard_polish48",
           "python bench/bench_fidelity_levers.py /work/runs/leopard-new --truth leopard_100.npy --phase 1 --size 48 -n 8 "
           "--variants smooth,polish --name leopard_polish48", 3, needs=("/work/runs/leopard-new",),

@@ -137,10 +137,13 @@ def test_demo_reconstructs_guides_and_reports_both(model_dir, tmp_path, capsys, 
 def test_reconstruct_from_grains_records_its_start_and_rejects_bad_options(tmp_path, capsys):
     out = tmp_path / "grains"
     base = ["reconstruct", "carbonate", "--shape", "16", "16", "16", "--steps", "4", "--no-progress"]
-    res = run_cli(capsys, *base, "--init", "grains", "--init-start", "0.4", "--out", out)
+    res = run_cli(capsys, *base, "--init", "grains", "--init-start", "0.4", "-n", "2", "--out", out)
     assert res.exit_code == 0, res.stderr
-    side = json.loads((out / "volume_000.json").read_text())
-    assert side["config"]["init"] == "grains" and side["config"]["init_start"] == 0.4
+    sides = [json.loads((out / f"volume_{i:03d}.json").read_text()) for i in range(2)]
+    assert sides[0]["config"]["init"] == "grains" and sides[0]["config"]["init_start"] == 0.4
+    assert sides[0]["config"]["grain_roughness"] == "auto"  # the default: calibrated once, the same A for both volumes
+    assert sides[0]["config"]["grain_roughness_used"] == sides[1]["config"]["grain_roughness_used"] >= 0
+    assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--grain-roughness", "rough", "--out", tmp_path / "e"), "--grain-roughness")
     assert_one_line_error(run_cli(capsys, *base, "--init", "spheres", "--out", tmp_path / "a"), "--init")
     assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--grain-roughness", "-1", "--out", tmp_path / "d"), "--grain-roughness")
     assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--init-start", "1.5", "--out", tmp_path / "b"), "--init-start")

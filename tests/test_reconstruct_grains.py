@@ -68,7 +68,7 @@ def test_reconstruct_from_grains_keeps_the_pore_network_and_checks_its_input(one
 
     model = load_model(resolve_model("carbonate"))
     kw = dict(n=1, seed=5, steps=8, progress=False)
-    rec = model.reconstruct((48, 48, 48), init="grains", init_start=0.3, **kw)[0]
+    rec = model.reconstruct((48, 48, 48), init="grains", init_start=0.3, grain_roughness=0.0, **kw)[0]  # smooth spheres
     pore = int(np.argmin(model.training_stats.volume_fraction))
     assert abs((rec.labels == pore).mean() - model.training_stats.volume_fraction[pore]) < 0.01  # fractions matched
     assert all(percolating_axes(rec.labels, phase=pore))  # the pack's connected pores survive
@@ -92,3 +92,62 @@ def test_rough_grains_keep_the_pore_fraction_and_roughen_the_sections():
         from microlad.model import load_model
 
         load_model(resolve_model("carbonate")).reconstruct((16, 16, 16), init="grains", grain_roughness=-1.0, steps=2, progress=False)
+
+
+def test_calibrate_roughness_finds_the_first_crossing_of_zero():
+    from microlad.reconstruct.grains import calibrate_roughness
+
+    calls = []
+
+    def error(a):
+        calls.append(a)
+        return 0.1 * a - 0.25  # crosses 0 at A = 2.5
+
+    a, trials = calibrate_roughness(error, grid=(0, 1, 2, 3, 4))
+    assert a == pytest.approx(2.5) and calls == [0, 1, 2, 3]  # stops at the first amplitude that reaches 0
+    assert [t[0] for t in trials] == calls
+    assert calibrate_roughness(lambda a: 0.05, grid=(0, 1))[0] == 0  # already rough enough: smooth grains
+    assert calibrate_roughness(lambda a: -1.0, grid=(0, 1, 6))[0] == 6  # never reached: the roughest tried
+    with pytest.raises(InputError):
+        calibrate_roughness(error, grid=(-1, 0))
+
+
+def test_calibration_cubes_follow_the_requested_size():
+    from microlad.reconstruct.grains import CALIBRATION_SIDE, calibration_cubes
+
+    assert calibration_cubes((64, 64, 64), 4) == (64, 4)
+    assert calibration_cubes((256, 256, 32), 4) == (32, 4)  # the smallest side, at most 4 cubes
+    assert calibration_cubes((256, 256, 256), 4) == (CALIBRATION_SIDE, 2)
+    assert calibration_cubes((100, 100, 100), 4) == (100, 4)
+    assert calibration_cubes((6, 6, 6), 4) == (4, 4)
+
+
+def test_auto_roughness_is_the_crossing_of_trial_reconstructions_slice_perimeter(one_torch_thread):
+    """"auto" equals passing the calibrated A, and that A lies where unsmoothed trial cubes (seeds
+    0, 1, ..., as many as calibration_cubes says) go from smoother to rougher than the training slices."""
+    from microlad.bundled import resolve_model
+    from microlad.model import load_model
+    from microlad.reconstruct.grains import ROUGHNESS_GRID, calibration_cubes
+
+    model = load_model(resolve_model("carbonate"))
+    kw = dict(n=1, steps=4, progress=False, init="grains", init_start=0.5)
+    auto = model.reconstruct((32, 32, 32), seed=9, **kw)[0]
+    a = auto.grain_roughness
+    assert a is not None and ROUGHNESS_GRID[0] <= a <= ROUGHNESS_GRID[-1]
+    assert "grain_calibration" in auto.timings
+    fixed = model.reconstruct((32, 32, 32), seed=9, grain_roughness=a, **kw)[0]
+    np.testing.assert_array_equal(auto.labels, fixed.labels)
+    pore = int(np.argmin(model.training_stats.volume_fraction))
+    target = float(model.training_stats.specific_surface_area[pore])
+
+    def error(amplitude):
+        labs = [r.labels for r in model.reconstruct((32, 32, 32), seed=0, grain_roughness=amplitude, smooth=False,
+                                                    **(kw | {"n": calibration_cubes((32, 32, 32), 4)[1]}))]
+        return np.mean([nd.slice_perimeter_density(lab, phase=pore, axis=ax) for lab in labs for ax in range(3)]) / target - 1
+
+    below = [g for g in ROUGHNESS_GRID if g < a - 1e-9]
+    above = min(g for g in ROUGHNESS_GRID if g >= a - 1e-9) if a < ROUGHNESS_GRID[-1] else None
+    if below:
+        assert error(below[-1]) < 0  # the amplitude before the crossing leaves the slices too smooth
+    if above is not None:
+        assert error(above) >= 0

@@ -32,9 +32,9 @@ def reconstruct(
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
     polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off; fractions held, no phase split; it can narrow pore throats: check transport in coarse rocks)."),
-    init: str = typer.Option("noise", "--init", help="Start of L-MPDD: noise (default) or grains: a pack of overlapping spheres built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps the pack's connected pores (Berea 128³: pore tau 5–7 against the rock's 5 and the default's 13–18, spanning 0.98) at a cost of 16 % less slice perimeter and 20 % less surface area."),
+    init: str = typer.Option("noise", "--init", help="Start of L-MPDD: noise (default) or grains: a pack of overlapping (rough) grains built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps much of the pack's connected pore space (Berea 128³: see BENCHMARKS.md, 'A grain-pack start')."),
     init_start: float = typer.Option(GRAINS_START, "--init-start", help="With --init grains: noise level F in (0, 1] (fraction of the training timesteps) the pack is noised to; lower keeps more of its connectivity, higher gives slices closer to the training images'."),
-    grain_roughness: float = typer.Option(0.0, "--grain-roughness", help="With --init grains: amplitude A in voxels of a random perturbation of the grains' surfaces (0: smooth spheres; Berea: A = 3 keeps the slices' texture at the default's)."),
+    grain_roughness: str = typer.Option("auto", "--grain-roughness", help="With --init grains: amplitude A in voxels of a random perturbation of the grains' surfaces (0: smooth spheres), or auto (default): the smallest A at which trial reconstructions (cubes of the volume's smallest side, at most 128³; up to 4 of them) have slices as rough as the training images' before the smoothing; calibrated once per run (Berea 128³: about 3 min at 1 thread)."),
     grain_phase: Optional[int] = typer.Option(None, "--grain-phase", help="With --init grains: the phase that forms the grains (default: the phase with the larger training fraction).", show_default=False),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
@@ -63,8 +63,7 @@ def reconstruct(
         raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
     if init not in ("noise", "grains"):
         raise InputError(f"--init must be noise or grains, got {init!r}")
-    if grain_roughness < 0:
-        raise InputError(f"--grain-roughness must be >= 0, got {grain_roughness}")
+    requested = roughness = _roughness_option(grain_roughness)
     if init == "grains" and not 0.0 < init_start <= 1.0:
         raise InputError(f"--init-start must be in (0, 1], got {init_start}")
     if coupling_stop is not None and not 0.0 <= coupling_stop <= 1.0:
@@ -95,13 +94,19 @@ def reconstruct(
     match = target if target is not None else False  # also False when the model stores no fractions
     stop = model.coupling_stop if coupling_stop is None else coupling_stop
     written = []
+    if init == "grains" and roughness == "auto":
+        typer.echo("calibrating the grain roughness on trial reconstructions (once per run) ...")
     for i in mine:
         rec = run(
             model, dims, n=1, seed=seed + i, steps=steps, sampler=sampler, refine=refine,  # type: ignore[arg-type]
             average_axes=average_axes, slice_coupling=slice_coupling, coupling_stop=stop, periodic=periodic,
             memory_budget=memory_mb << 20, progress=progress, match_vf=match, smooth=smooth, match_latent_mean=match_latent_mean, polish=polish,
-            init=None if init == "noise" else init, init_start=init_start, grain_phase=grain_phase, grain_roughness=grain_roughness,
+            init=None if init == "noise" else init, init_start=init_start, grain_phase=grain_phase, grain_roughness=roughness,
         )[0]
+        if "grain_calibration" in rec.timings:
+            typer.echo(f"grain roughness A = {rec.grain_roughness:.2f} voxels (calibrated in {rec.timings['grain_calibration']:.0f} s)")
+        if rec.grain_roughness is not None:  # calibrated once ("auto"), then the same A for every volume
+            roughness = rec.grain_roughness
         meta = {
             "model": str(model_dir),
             "seed": rec.seed,
@@ -111,7 +116,8 @@ def reconstruct(
                        "average_axes": average_axes, "slice_coupling": slice_coupling, "coupling_stop": stop, "match_latent_mean": match_latent_mean, "periodic": periodic, "device": str(device),
                        "match_vf": match, "smooth": smooth, "smoothing_sigma": [round(float(v), 4) for v in rec.smoothing_sigma],
                        "polish": polish, **({"polish_stats": rec.polish} if rec.polish else {}),
-                       "init": init, **({"init_start": init_start, "grain_phase": grain_phase, "grain_roughness": grain_roughness} if init == "grains" else {})},
+                       "init": init, **({"init_start": init_start, "grain_phase": grain_phase, "grain_roughness": requested,
+                                                 "grain_roughness_used": round(float(rec.grain_roughness), 4)} if init == "grains" else {})},
             "timings_s": {k: round(v, 3) for k, v in rec.timings.items()} | {"model_load": round(t_load, 3)},
             "volume_fraction": _vf_by_axis(rec.labels, model.vae.config.n_phases),
         }
@@ -124,6 +130,19 @@ def reconstruct(
         from microlad.cli.evaluate import report_reconstructions
 
         report_reconstructions(written, model=model, model_name=model_dir, out=out, overwrite=overwrite, world=world)
+
+
+def _roughness_option(value: str) -> float | str:
+    """--grain-roughness: "auto" or a number >= 0 (one-line error otherwise)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        a = float(value)
+    except ValueError:
+        raise InputError(f"--grain-roughness must be auto or a number >= 0, got {value!r}") from None
+    if not 0 <= a < float("inf"):
+        raise InputError(f"--grain-roughness must be a finite number >= 0, got {value}")
+    return a
 
 
 def _vf_by_axis(labels: np.ndarray, n_phases: int) -> dict:

@@ -26,11 +26,15 @@ class Reconstruction:
     labels : uint8 (Z, Y, X), argmax of ``probabilities``.
     probabilities : float32 (P, Z, Y, X) per-phase probabilities, or None unless requested.
     seed : the seed that made it (same seed and machine ⇒ identical volume).
-    timings : seconds spent in "lmpdd", "decode", "refine", "smooth", "polish" and "total".
+    timings : seconds spent in "lmpdd", "decode", "refine", "smooth", "polish" and "total"
+        (and, for the first volume of a call with ``grain_roughness="auto"``, the calibration's
+        "grain_calibration", not part of "total").
     smoothing_sigma : per-phase widths (voxels) of the perimeter-calibrated blur applied
         before labelling (0: none; :mod:`microlad.reconstruct.smoothing`).
     polish : what the opt-in label polish did (:class:`~microlad.reconstruct.polish.PolishStats`
         as a dict); empty when it did not run.
+    grain_roughness : with ``init="grains"``, the grain-surface roughness A (voxels) used
+        (calibrated with ``grain_roughness="auto"``); None otherwise.
     """
 
     labels: np.ndarray
@@ -39,6 +43,30 @@ class Reconstruction:
     timings: dict[str, float] = field(default_factory=dict)
     smoothing_sigma: tuple[float, ...] = ()
     polish: dict = field(default_factory=dict)
+    grain_roughness: float | None = None
+
+
+def _calibrated_roughness(model, pore: int, dims: tuple[int, int, int], latent_start, unsmoothed) -> float:
+    """``grain_roughness="auto"``: :func:`~microlad.reconstruct.grains.calibrate_roughness` on
+    the trial cubes of :func:`~microlad.reconstruct.grains.calibration_cubes` (seeds 0, 1, ...,
+    so A depends on the model, the settings and the volume's size, not on the volumes' seeds):
+    the pore phase's mean slice perimeter before smoothing against the training images'."""
+    from microlad.descriptors import slice_perimeter_density
+    from microlad.reconstruct.grains import calibrate_roughness, calibration_cubes
+
+    side, count = calibration_cubes(dims, model.vae.config.downsample_factor)
+    cube = (side,) * 3
+    target = float(model.training_stats.specific_surface_area[pore])
+
+    def error(a: float) -> float:
+        measured = []
+        for trial_seed in range(count):
+            probs, _ = unsmoothed(cube, trial_seed, latent_start(cube, trial_seed, a))
+            labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
+            measured += [slice_perimeter_density(labels, phase=pore, axis=ax) for ax in range(3)]
+        return float(np.mean(measured)) / target - 1.0
+
+    return calibrate_roughness(error)[0]
 
 
 def _polish_targets(model) -> tuple[np.ndarray, dict[int, float] | None]:
@@ -122,7 +150,7 @@ def reconstruct(
     init: str | None = None,
     init_start: float = GRAINS_START,
     grain_phase: int | None = None,
-    grain_roughness: float = 0.0,
+    grain_roughness: float | str = "auto",
     return_probabilities: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
@@ -186,10 +214,12 @@ def reconstruct(
     two-phase granular media, whose pore space is the connected complement of grains:
     L-MPDD from noise lays pores out as separate pockets. Lower ``init_start`` keeps more
     of the pack's connectivity, higher gives slices closer to the training images' (Berea,
-    BENCHMARKS.md, fine-scale findings). ``grain_roughness`` A > 0 (voxels) perturbs the
-    grains' surfaces (:func:`~microlad.reconstruct.grains.boolean_grains`): on Berea A = 3
-    kept the slices' texture at the default's and removed part of the τ excess. Two-phase
-    models only.
+    BENCHMARKS.md, fine-scale findings). ``grain_roughness`` A >= 0 (voxels) perturbs the
+    grains' surfaces (:func:`~microlad.reconstruct.grains.boolean_grains`); ``"auto"``
+    (default) calibrates A once per call from 2D data: the smallest A at which trial cubes'
+    slices are, before smoothing, as rough as the training images'
+    (:func:`~microlad.reconstruct.grains.calibrate_roughness`; a few small reconstructions).
+    Two-phase models only.
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -210,36 +240,52 @@ def reconstruct(
         raise InputError(f"coupling_stop must be in [0, 1], got {coupling_stop}")
     target_vf = _target_fractions(model, match_vf)
     device = next(vae.parameters()).device
-    latent_shape = (vae.config.latent_channels, dims[0] // f, dims[1] // f, dims[2] // f)
     vae.eval()
     unet.eval()
     channels_last(vae, unet)
     opts = SliceOptions(periodic=periodic, memory_budget=memory_budget, progress=progress, device=device)
     moments = latent_mean_moments(model, sampler, steps) if match_latent_mean else None
     grains = _grain_start(model, init, init_start, grain_phase)
-    if not grain_roughness >= 0:
-        raise InputError(f"grain_roughness must be >= 0, got {grain_roughness}")
-    results = []
-    for i in range(n):
-        vol_seed = seed + i
-        gen = torch.Generator(device="cpu").manual_seed(vol_seed)
-        t0 = time.perf_counter()
-        z_init = None
-        if grains is not None:  # SDEdit from a grain pack built from the 2D statistics
-            from microlad.reconstruct.grains import boolean_grains, project_labels
+    auto_roughness = isinstance(grain_roughness, str)
+    if auto_roughness and grain_roughness != "auto":
+        raise InputError(f"grain_roughness must be a number >= 0 or 'auto', got {grain_roughness!r}")
+    if not auto_roughness and not 0 <= float(grain_roughness) < float("inf"):
+        raise InputError(f"grain_roughness must be >= 0 or 'auto', got {grain_roughness}")
 
-            params, grain, pore = grains
-            pack = np.where(boolean_grains(dims, params, np.random.default_rng(vol_seed), roughness=float(grain_roughness)),
-                            grain, pore).astype(np.uint8)
-            z_init = project_labels(vae, pack, opts)
-        z = sample_latent_volume(unet, model.schedule, latent_shape, steps=steps, sampler=sampler, average_axes=average_axes,
+    def latent_start(size: tuple[int, int, int], vol_seed: int, roughness: float) -> torch.Tensor | None:
+        """The SDEdit start of ``init="grains"``: a grain pack built from the 2D statistics, as a latent."""
+        if grains is None:
+            return None
+        from microlad.reconstruct.grains import boolean_grains, project_labels
+
+        params, grain, pore = grains
+        pack = np.where(boolean_grains(size, params, np.random.default_rng(vol_seed), roughness=roughness), grain, pore)
+        return project_labels(vae, pack.astype(np.uint8), opts)
+
+    def unsmoothed(size: tuple[int, int, int], vol_seed: int, z_init: torch.Tensor | None) -> tuple[torch.Tensor, list[float]]:
+        """L-MPDD, decoding and refinement of one volume: probabilities (P, *size) and stage end times."""
+        gen = torch.Generator(device="cpu").manual_seed(vol_seed)
+        shape_latent = (vae.config.latent_channels, *(s // f for s in size))
+        z = sample_latent_volume(unet, model.schedule, shape_latent, steps=steps, sampler=sampler, average_axes=average_axes,
                                  slice_coupling=slice_coupling, coupling_stop=coupling_stop,
                                  moments=moments, generator=gen, options=opts, init=z_init, start=init_start)
         t1 = time.perf_counter()
         probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()
-        probs = refine_probabilities(vae, probs, refine, target_vf, opts)
-        t3 = time.perf_counter()
+        return refine_probabilities(vae, probs, refine, target_vf, opts), [t1, t2, time.perf_counter()]
+
+    roughness = None if grains is None else (0.0 if auto_roughness else float(grain_roughness))
+    calibration = 0.0
+    if grains is not None and auto_roughness:
+        t_cal = time.perf_counter()
+        roughness = _calibrated_roughness(model, grains[2], dims, latent_start, unsmoothed)
+        calibration = time.perf_counter() - t_cal
+    results = []
+    for i in range(n):
+        vol_seed = seed + i
+        t0 = time.perf_counter()
+        z_init = latent_start(dims, vol_seed, roughness) if grains is not None else None
+        probs, (t1, t2, t3) = unsmoothed(dims, vol_seed, z_init)
         sigma: tuple[float, ...] = (0.0,) * probs.shape[0]
         if smooth:
             probs, sigma = smooth_probabilities(model, probs, target_vf, periodic=periodic)
@@ -255,9 +301,10 @@ def reconstruct(
                 seed=vol_seed,
                 probabilities=probs.float().cpu().numpy() if return_probabilities else None,
                 timings={"lmpdd": t1 - t0, "decode": t2 - t1, "refine": t3 - t2, "smooth": t4 - t3, "polish": t5 - t4,
-                         "total": t5 - t0},
+                         "total": t5 - t0, **({"grain_calibration": calibration} if i == 0 and calibration else {})},
                 smoothing_sigma=sigma,
                 polish=polished,
+                grain_roughness=roughness,
             )
         )
     return results

@@ -15,12 +15,20 @@ stereological relation for isotropic media) and, for the Boolean sphere model,
 latent (z slices encoded, averaged over each block of f slices along z), and
 ``reconstruct(init="grains")`` noises that to ``start``·T (SDEdit) and runs L-MPDD from
 there: the prior redraws the grains' shape and texture while keeping most of their
-connectivity. Volumes (Z, Y, X); lengths in voxels.
+connectivity.
+
+A smooth pack comes out of L-MPDD with smoother sections than the training images (the
+prior does not fully redraw the texture it is not asked for), a very rough one with less
+connected pores. :func:`calibrate_roughness` picks the surface roughness A from 2D data:
+the smallest A at which a trial reconstruction's slices, before the perimeter-calibrated
+smoothing, have the training images' boundary length per area (the smoothing then trims
+any excess). Volumes (Z, Y, X); lengths in voxels.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +37,31 @@ from scipy import ndimage as ndi
 
 from microlad.errors import InputError
 
-__all__ = ["GrainParameters", "grain_parameters", "boolean_grains", "project_labels"]
+__all__ = ["GrainParameters", "grain_parameters", "boolean_grains", "project_labels", "calibrate_roughness",
+           "calibration_cubes", "ROUGHNESS_GRID"]
+
+ROUGHNESS_GRID = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+"""Amplitudes A (voxels) :func:`calibrate_roughness` tries, in this order, until the slices
+are as rough as the training images'."""
+
+CALIBRATION_SIDE = 128
+"""Largest side (voxels) of the trial cubes of ``reconstruct(init="grains", grain_roughness="auto")``:
+a trial cube has the requested volume's smallest side up to this (L-MPDD's slices are rougher
+in small volumes: on Leopard the crossing A is 0–1 at 64³ and 2.1–2.2 at 128³)."""
+
+CALIBRATION_VOXELS = 2 * 128**3
+"""Trial voxels the calibration aims at: ``min(4, round(CALIBRATION_VOXELS / side³))`` cubes (at
+least 1; seeds 0, 1, ..., fixed, so A is the same for every seed and call), whose mean perimeter
+error :func:`calibrate_roughness` sees. On Berea the crossing A of single cubes varies by ±0.6
+between seeds at 64³ and by ±0.2 at 128³, where the perimeter changes by about 11 % per voxel
+of A (BENCHMARKS.md, fine-scale findings)."""
+
+
+def calibration_cubes(shape: Sequence[int], factor: int) -> tuple[int, int]:
+    """(side, count) of the trial cubes for a requested volume ``shape`` (Z, Y, X) and VAE
+    ``factor``: side = min(smallest side, CALIBRATION_SIDE), a multiple of ``factor``."""
+    side = max(factor, min(CALIBRATION_SIDE, min(int(s) for s in shape)) // factor * factor)
+    return side, min(4, max(1, round(CALIBRATION_VOXELS / side**3)))
 
 
 @dataclass(frozen=True)
@@ -93,3 +125,26 @@ def project_labels(vae, labels: np.ndarray, options) -> torch.Tensor:
     d, c, h, w = z.shape
     pooled = z.reshape(d // f, f, c, h, w).mean(1)  # (Z/f, C, h, w)
     return vae.normalize(pooled).movedim(0, 1).contiguous()
+
+
+def calibrate_roughness(perimeter_error: Callable[[float], float],
+                        grid: Sequence[float] = ROUGHNESS_GRID) -> tuple[float, tuple[tuple[float, float], ...]]:
+    """The smallest roughness A at which ``perimeter_error(A)`` (relative slice-perimeter
+    error of a trial reconstruction against the training images, before smoothing) is >= 0:
+    the amplitudes of ``grid`` are tried in increasing order until one reaches 0, and A is
+    interpolated linearly between it and the one before. The first amplitude when it already
+    reaches 0; the last when none does. Returns ``(A, ((amplitude, error), ...))`` with the
+    trials made."""
+    amplitudes = sorted(float(a) for a in grid)
+    if not amplitudes or amplitudes[0] < 0:
+        raise InputError(f"roughness amplitudes must be >= 0, got {list(grid)}")
+    trials: list[tuple[float, float]] = []
+    for a in amplitudes:
+        err = float(perimeter_error(a))
+        trials.append((a, err))
+        if err >= 0:
+            if len(trials) == 1:
+                return a, tuple(trials)
+            (a0, e0), (a1, e1) = trials[-2], trials[-1]
+            return a0 + (a1 - a0) * (-e0) / (e1 - e0), tuple(trials)
+    return amplitudes[-1], tuple(trials)
