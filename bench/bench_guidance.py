@@ -82,7 +82,8 @@ class Bench:
 
     def unguided(self, seed: int) -> np.ndarray:
         if seed not in self._unguided:
-            self._unguided[seed] = self.model.reconstruct(self.shape, n=1, seed=seed, progress=False)[0].labels
+            init = {"init": self.args.init} if self.args.init else {}
+            self._unguided[seed] = self.model.reconstruct(self.shape, n=1, seed=seed, progress=False, **init)[0].labels
         return self._unguided[seed]
 
     def realism(self, labels: np.ndarray) -> float:
@@ -97,6 +98,8 @@ class Bench:
             kw.setdefault("calibrate_every", a.calibrate_every)
         if a.checkpoint_every is not None:
             kw.setdefault("checkpoint_every", a.checkpoint_every)
+        if a.init:
+            kw.setdefault("init", a.init)
         res = self.model.generate(self.shape, targets, seed=seed, steps=a.steps, progress=False,
                                   weights=a.weight or None, **kw)[0]
         return res, time.perf_counter() - t0
@@ -324,7 +327,8 @@ def markdown(name: str, args, res: dict, info: dict) -> str:
         t = res["tau"]
         L += [f"Target: τ along {args.tau.split('@')[1]} of phase {args.tau.split('@')[0]} = {t['target']:.3f}, the whole rock's "
               f"(`{Path(args.tau_rock).name}`, grid solver). **{t['passed']}/{t['n']} within 10 %.** τ per axis and the surface "
-              "area of the phase, unguided (`reconstruct`, same seed) → guided, measured on the final labels; realism = VAE "
+              "area of the phase, unguided (`reconstruct`" + (f", `init={args.init!r}`" if args.init else "") + ", same seed) → guided"
+              + (" (from the same grain start)" if args.init else "") + ", measured on the final labels; realism = VAE "
               "round-trip accuracy of every 4th slice per axis, guided / unguided. Targets: "
               + ", ".join(f"`{k}={v}`" for k, v in t.get("targets", {}).items())
               + f"; the phase's fraction in the rock: {t.get('rock_fraction', float('nan')):.4f}.", "",
@@ -363,6 +367,8 @@ def main() -> None:
     ap.add_argument("--tau-rock", default=None)
     ap.add_argument("--tau-with-vf", action="store_true", help="tau set: also target the rock's fraction of the phase")
     ap.add_argument("--weight", action="append", default=None, help="NAME=W passed to generate")
+    ap.add_argument("--init", choices=("grains",), default=None,
+                    help="start every run (and its unguided reference) from reconstruct's grain start (default: noise)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the committed sets; 0: torch's default)")
     args = ap.parse_args()
 

@@ -490,6 +490,15 @@ ENTRIES: tuple[Entry, ...] = (
           f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau_vf --sets tau --tau 0@z "
           f"--tau-rock {BEREA} --tau-with-vf --seeds 5 --size 128", 45, needs=(BEREA,),
           note="the measured-property target with the rock's porosity pinned too (vf:0 = the rock's pore fraction), 5 × 128³"),
+    Entry("guidance_berea_tau_vf_default",
+          f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau_vf_default --sets tau --tau 0@z "
+          f"--tau-rock {BEREA} --tau-with-vf --seeds 3 --size 128", 30, needs=(BEREA,),
+          note="as guidance_berea_tau_vf with the defaults of 2026-12-08 (latent-mean matching), 3 × 128³: the reference "
+               "for guidance_berea_tau_vf_grains"),
+    Entry("guidance_berea_tau_vf_grains",
+          f"python bench/bench_guidance.py bench/models/berea-default {BEREA} --name berea_tau_vf_grains --sets tau --tau 0@z "
+          f"--tau-rock {BEREA} --tau-with-vf --seeds 3 --size 128 --init grains", 40, needs=(BEREA,),
+          note="the same targets from reconstruct's grain start (generate(init='grains'), roughness calibrated), same seeds"),
     # L-MPDD's latent drift (match_latent_mean, 2026-12-07 evening): the same seeds without it, with it (the
     # default since) and with the std matched too
     *(Entry(f"levers_berea_moments_{m}",

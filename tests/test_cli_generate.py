@@ -118,3 +118,18 @@ def test_free_fraction_hint_names_only_unpinned_transport_phases():
     assert free_fraction_hint(parse_targets(["tau:0@z=5", "vf:0=0.2"])) == ""
     hint = free_fraction_hint(parse_targets(["tau:0@z=5", "deff:2@x=0.1", "vf:2=0.3"]))
     assert "phase(s) 0 " in hint and "vf:0=FRACTION" in hint and "vf:2" not in hint
+
+
+def test_generate_from_the_grain_start_records_it_and_rejects_bad_options(tmp_path, capsys, one_torch_thread):
+    out = tmp_path / "g"
+    base = ["generate", "carbonate", "--shape", "16", "16", "16", "--steps", "2", "--lmpdd-steps", "4", "--no-progress",
+            "--target", "vf:1=0.2"]
+    res = run_cli(capsys, *base, "--init", "grains", "--grain-roughness", "1.5", "--out", out)
+    assert res.exit_code == 0, res.stderr
+    side = json.loads((out / "volume_000.json").read_text())
+    assert side["config"]["init"] == "grains" and side["config"]["grain_roughness"] == 1.5
+    assert_one_line_error(run_cli(capsys, *base, "--init", "spheres", "--out", tmp_path / "a"), "--init")
+    assert_one_line_error(run_cli(capsys, *base, "--init", "grains", "--grain-roughness", "-2", "--out", tmp_path / "b"), "--grain-roughness")
+    res = run_cli(capsys, "generate", "sofc-anode", *base[2:], "--init", "grains", "--out", tmp_path / "c")
+    assert_one_line_error(res, "two-phase")
+    assert not any((tmp_path / d / "volume_000.tif").exists() for d in "abc")

@@ -151,3 +151,43 @@ def test_auto_roughness_is_the_crossing_of_trial_reconstructions_slice_perimeter
         assert error(below[-1]) < 0  # the amplitude before the crossing leaves the slices too smooth
     if above is not None:
         assert error(above) >= 0
+
+
+def test_return_latent_is_the_latent_the_volume_was_decoded_from(one_torch_thread):
+    """Decoding the returned latent with reconstruct's own stages gives back its labels."""
+    from microlad.bundled import resolve_model
+    from microlad.model import load_model
+    from microlad.reconstruct import latents_to_probabilities, refine_probabilities, smooth_probabilities, training_fractions
+
+    model = load_model(resolve_model("carbonate"))
+    rec = model.reconstruct((32, 32, 32), seed=3, steps=4, progress=False, init="grains", grain_roughness=1.0, return_latent=True)[0]
+    assert rec.latent is not None and tuple(rec.latent.shape) == (model.vae.config.latent_channels, 8, 8, 8)
+    vf = torch.tensor(training_fractions(model))
+    vf = vf / vf.sum()
+    probs = refine_probabilities(model.vae, latents_to_probabilities(model.vae, rec.latent, vf), 1, vf)
+    probs, _ = smooth_probabilities(model, probs, vf)
+    np.testing.assert_array_equal(probs.argmax(0).numpy().astype(np.uint8), rec.labels)
+    assert model.reconstruct((32, 32, 32), seed=3, steps=4, progress=False)[0].latent is None  # not kept unless asked
+
+
+def test_guidance_from_the_grain_start_starts_where_reconstruct_does(one_torch_thread):
+    from microlad.bundled import resolve_model
+    from microlad.guidance import generate
+    from microlad.model import load_model
+
+    model = load_model(resolve_model("carbonate"))
+    pore = int(np.argmin(model.training_stats.volume_fraction))
+    kw = dict(steps=2, lmpdd_steps=4, polish=0, progress=False)
+    runs = generate(model, (32, 32, 32), {f"vf:{pore}": 0.2}, n=2, seed=4, init="grains", **kw)
+    rec = model.reconstruct((32, 32, 32), seed=4, steps=4, progress=False, init="grains")[0]
+    # one calibration (the reconstruct one for the same settings), the same roughness for both volumes
+    assert runs[0].config["init"] == "grains"
+    assert runs[0].config["grain_roughness"] == runs[1].config["grain_roughness"] == pytest.approx(rec.grain_roughness, abs=1e-4)
+    plain = generate(model, (32, 32, 32), {f"vf:{pore}": 0.2}, n=1, seed=4, **kw)[0]
+    assert plain.config["init"] is None and "grain_roughness" not in plain.config
+    # the grain start's pore fraction before guidance differs from the noise start's (another latent)
+    assert runs[0].phase_fractions["start"] != plain.phase_fractions["start"]
+    with pytest.raises(InputError):
+        generate(load_model(resolve_model("sofc-anode")), (16, 16, 16), {"vf:1": 0.3}, init="grains", **kw)
+    with pytest.raises(InputError):
+        generate(model, (16, 16, 16), {"vf:1": 0.3}, init="grains", grain_roughness="rough", **kw)

@@ -88,3 +88,28 @@ def load_sharded(path: Path, shape: Sequence[int], n: int, device: str) -> Shard
     t_load = time.perf_counter() - t0
     dims = check_shape(shape, model.vae.config.downsample_factor)
     return ShardedModel(model, dims, [i for i in range(n) if i % world == rank], rank, world, t_load)
+
+
+# help of the grain-start options, shared by reconstruct and generate
+INIT_HELP = "Start of L-MPDD: noise (default) or grains: a pack of overlapping (rough) grains built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps much of the pack's connected pore space (Berea 128³: see BENCHMARKS.md, 'A grain-pack start')."
+INIT_START_HELP = "With --init grains: noise level F in (0, 1] (fraction of the training timesteps) the pack is noised to; lower keeps more of its connectivity, higher gives slices closer to the training images'."
+GRAIN_ROUGHNESS_HELP = "With --init grains: amplitude A in voxels of a random perturbation of the grains' surfaces (0: smooth spheres), or auto (default): the smallest A at which trial reconstructions (cubes of the volume's smallest side, at most 128³; up to 4 of them) have slices as rough as the training images' before the smoothing; calibrated once per run (Berea 128³: about 3 min at 1 thread)."
+GRAIN_PHASE_HELP = "With --init grains: the phase that forms the grains (default: the phase with the larger training fraction)."
+
+
+def grain_start_options(init: str, init_start: float, grain_roughness: str) -> float | str:
+    """Check --init (noise or grains), --init-start and --grain-roughness ("auto" or a finite
+    number >= 0) with one-line errors; returns the roughness as the API takes it."""
+    if init not in ("noise", "grains"):
+        raise InputError(f"--init must be noise or grains, got {init!r}")
+    if init == "grains" and not 0.0 < init_start <= 1.0:
+        raise InputError(f"--init-start must be in (0, 1], got {init_start}")
+    if grain_roughness.strip().lower() == "auto":
+        return "auto"
+    try:
+        a = float(grain_roughness)
+    except ValueError:
+        raise InputError(f"--grain-roughness must be auto or a number >= 0, got {grain_roughness!r}") from None
+    if not 0 <= a < float("inf"):
+        raise InputError(f"--grain-roughness must be a finite number >= 0, got {grain_roughness}")
+    return a

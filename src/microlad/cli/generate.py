@@ -13,7 +13,8 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from microlad.defaults import GUIDANCE_POLISH, GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.cli._common import GRAIN_PHASE_HELP, GRAIN_ROUGHNESS_HELP, INIT_HELP, INIT_START_HELP
+from microlad.defaults import GRAINS_START, GUIDANCE_POLISH, GUIDANCE_STEPS, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.errors import InputError
 
 
@@ -42,10 +43,14 @@ def generate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing volume files."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars (with each target's current value)."),
     report: bool = typer.Option(False, "--report", help="Also evaluate the volumes against the model's training statistics: OUT/metrics.json and OUT/report.html."),
+    init: str = typer.Option("noise", "--init", help="The start: as reconstruct's. " + INIT_HELP),
+    init_start: float = typer.Option(GRAINS_START, "--init-start", help=INIT_START_HELP),
+    grain_roughness: str = typer.Option("auto", "--grain-roughness", help=GRAIN_ROUGHNESS_HELP),
+    grain_phase: Optional[int] = typer.Option(None, "--grain-phase", help=GRAIN_PHASE_HELP, show_default=False),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 for volumes up to 32^3)."),
 ) -> None:
     """Generate 3D volumes steered toward targets while the 2D prior keeps slices realistic."""
-    from microlad.cli._common import check_positive, load_sharded, start_volume_command
+    from microlad.cli._common import check_positive, grain_start_options, load_sharded, start_volume_command
     from microlad.cli._threads import check_threads
 
     check_positive("-n", n)
@@ -58,6 +63,7 @@ def generate(
     check_positive("--polish", polish, 0)
     check_positive("--memory-mb", memory_mb, 16)
     check_threads(threads)
+    roughness = grain_start_options(init, init_start, grain_roughness)
     path = start_volume_command(model_dir, shape, out, threads)
 
     from microlad.guidance import generate as run
@@ -92,6 +98,7 @@ def generate(
         model, dims, target, n=n, seed=seed, steps=steps, max_steps=max_steps, weights=weight, lr=lr, property_every=property_every,
         calibrate_every=calibrate_every, checkpoint_every=checkpoint_every, lmpdd_steps=lmpdd_steps, refine=refine, smooth=smooth, exact_vf=exact_vf, polish=polish, periodic=periodic,
         memory_budget=memory_mb << 20, progress=progress, indices=mine, on_volume=write,
+        init=None if init == "noise" else init, init_start=init_start, grain_phase=grain_phase, grain_roughness=roughness,
     )
     who = f"rank {rank}/{world}: " if world > 1 else ""
     typer.echo(f"{who}wrote {len(mine)} volume(s) with JSON sidecars and per-step CSVs to {out}/")

@@ -13,6 +13,7 @@ import numpy as np
 import typer
 
 from microlad.defaults import GRAINS_START, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.cli._common import GRAIN_PHASE_HELP, GRAIN_ROUGHNESS_HELP, INIT_HELP, INIT_START_HELP
 from microlad.errors import InputError
 
 
@@ -32,10 +33,10 @@ def reconstruct(
     match_vf: Optional[bool] = typer.Option(None, "--match-vf/--no-match-vf", help="Move phase decision thresholds to the training images' volume fractions (default; --no-match-vf: keep L-MPDD's own, biased against minority phases).", show_default=False),
     vf: Optional[List[float]] = typer.Option(None, "--vf", help="Target volume fraction per phase (repeat once per phase, each in (0, 1), summing to 1); matches to these instead of the training fractions; not with --no-match-vf."),
     polish: int = typer.Option(0, "--polish", help="Opt-in: at most N label-polish iterations moving interface voxels toward the training S2 and slice perimeter stored in the model (0: off; fractions held, no phase split; it can narrow pore throats: check transport in coarse rocks)."),
-    init: str = typer.Option("noise", "--init", help="Start of L-MPDD: noise (default) or grains: a pack of overlapping (rough) grains built from the training fraction and slice perimeter (two-phase granular media: sandstones, sintered powders), noised to --init-start and denoised from there; keeps much of the pack's connected pore space (Berea 128³: see BENCHMARKS.md, 'A grain-pack start')."),
-    init_start: float = typer.Option(GRAINS_START, "--init-start", help="With --init grains: noise level F in (0, 1] (fraction of the training timesteps) the pack is noised to; lower keeps more of its connectivity, higher gives slices closer to the training images'."),
-    grain_roughness: str = typer.Option("auto", "--grain-roughness", help="With --init grains: amplitude A in voxels of a random perturbation of the grains' surfaces (0: smooth spheres), or auto (default): the smallest A at which trial reconstructions (cubes of the volume's smallest side, at most 128³; up to 4 of them) have slices as rough as the training images' before the smoothing; calibrated once per run (Berea 128³: about 3 min at 1 thread)."),
-    grain_phase: Optional[int] = typer.Option(None, "--grain-phase", help="With --init grains: the phase that forms the grains (default: the phase with the larger training fraction).", show_default=False),
+    init: str = typer.Option("noise", "--init", help=INIT_HELP),
+    init_start: float = typer.Option(GRAINS_START, "--init-start", help=INIT_START_HELP),
+    grain_roughness: str = typer.Option("auto", "--grain-roughness", help=GRAIN_ROUGHNESS_HELP),
+    grain_phase: Optional[int] = typer.Option(None, "--grain-phase", help=GRAIN_PHASE_HELP, show_default=False),
     smooth: bool = typer.Option(RECONSTRUCT_SMOOTH, "--smooth/--no-smooth", help="Blur the probabilities before labelling so the slices have the training images' boundary length per area (removes specks; --no-smooth: label the refined probabilities as they are)."),
     memory_mb: int = typer.Option(1024, "--memory-mb", help="Activation memory per batched network call, MiB."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
@@ -46,7 +47,7 @@ def reconstruct(
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: $OMP_NUM_THREADS if set, else free cores - 1; 1 for volumes up to 32^3)."),
 ) -> None:
     """Generate 3D volumes whose slices match the training images' statistics."""
-    from microlad.cli._common import check_fractions, check_positive, load_sharded, start_volume_command
+    from microlad.cli._common import check_fractions, check_positive, grain_start_options, load_sharded, start_volume_command
     from microlad.cli._threads import check_threads
     from microlad.io import write_volume
 
@@ -61,11 +62,7 @@ def reconstruct(
     sampler = canonical_sampler(sampler)  # one-line InputError naming the accepted names
     if vf and match_vf is False:
         raise InputError("--vf sets the fractions to match; it cannot be combined with --no-match-vf")
-    if init not in ("noise", "grains"):
-        raise InputError(f"--init must be noise or grains, got {init!r}")
-    requested = roughness = _roughness_option(grain_roughness)
-    if init == "grains" and not 0.0 < init_start <= 1.0:
-        raise InputError(f"--init-start must be in (0, 1], got {init_start}")
+    requested = roughness = grain_start_options(init, init_start, grain_roughness)
     if coupling_stop is not None and not 0.0 <= coupling_stop <= 1.0:
         raise InputError(f"--coupling-stop must be in [0, 1], got {coupling_stop}")
     path = start_volume_command(model_dir, shape, out, threads)
@@ -130,19 +127,6 @@ def reconstruct(
         from microlad.cli.evaluate import report_reconstructions
 
         report_reconstructions(written, model=model, model_name=model_dir, out=out, overwrite=overwrite, world=world)
-
-
-def _roughness_option(value: str) -> float | str:
-    """--grain-roughness: "auto" or a number >= 0 (one-line error otherwise)."""
-    if value.strip().lower() == "auto":
-        return "auto"
-    try:
-        a = float(value)
-    except ValueError:
-        raise InputError(f"--grain-roughness must be auto or a number >= 0, got {value!r}") from None
-    if not 0 <= a < float("inf"):
-        raise InputError(f"--grain-roughness must be a finite number >= 0, got {value}")
-    return a
 
 
 def _vf_by_axis(labels: np.ndarray, n_phases: int) -> dict:

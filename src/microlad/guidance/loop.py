@@ -88,7 +88,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from microlad.defaults import GUIDANCE_POLISH, GUIDANCE_STEPS, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
+from microlad.defaults import GRAINS_START, GUIDANCE_POLISH, GUIDANCE_STEPS, RECONSTRUCT_MATCH_LATENT_MEAN, RECONSTRUCT_REFINE, RECONSTRUCT_SMOOTH, RECONSTRUCT_STEPS
 from microlad.descriptors import spanning_pairs, volume_fraction
 from microlad.errors import InputError
 from microlad.guidance import terms as T
@@ -130,10 +130,17 @@ class GuidanceOptions:
     periodic: bool = False
     memory_budget: int | None = None
     progress: bool = True
+    init: str | None = None
+    init_start: float = GRAINS_START
+    grain_phase: int | None = None
+    grain_roughness: float | str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("progress")
+        if out["init"] is None:  # the grain-start settings only where they apply
+            for key in ("init_start", "grain_phase", "grain_roughness"):
+                out.pop(key)
         return out
 
 
@@ -231,6 +238,10 @@ def generate(
     progress: bool = True,
     indices: Sequence[int] | None = None,
     on_volume: Callable[[int, GuidanceResult], None] | None = None,
+    init: str | None = None,
+    init_start: float = GRAINS_START,
+    grain_phase: int | None = None,
+    grain_roughness: float | str = "auto",
 ) -> list[GuidanceResult]:
     """Generate ``n`` volumes of ``shape`` (D, H, W) steered toward ``targets``.
 
@@ -273,6 +284,13 @@ def generate(
         off; see the module notes).
     indices : volume indices to make (default ``range(n)``; the CLI shards them over ranks).
     on_volume : called with (index, result) as each volume is done.
+    init, init_start, grain_phase, grain_roughness : the start, as in
+        :func:`microlad.reconstruct.reconstruct`: None (default) starts from the L-MPDD latent
+        reconstruct samples for the seed; ``"grains"`` from the latent of
+        ``reconstruct(init="grains", ...)`` for the seed (two-phase granular media: a connected
+        pore space to steer from). With ``grain_roughness="auto"`` the roughness is calibrated
+        once (first volume) and used for every volume; ``config["grain_roughness"]`` of each
+        result records the value used.
 
     Returns a list of :class:`~microlad.guidance.result.GuidanceResult`.
     """
@@ -296,6 +314,7 @@ def generate(
     if ckpt < 0:
         raise InputError(f"checkpoint_every must be >= 0, got {checkpoint_every}")
     target_vf = _finish_fractions(model, tg, match_vf)
+    roughness = _check_grain_start(model, init, init_start, grain_phase, grain_roughness)
     device = next(vae.parameters()).device
     vae.eval()
     unet.eval()
@@ -304,14 +323,17 @@ def generate(
                               checkpoint_every=ckpt,
                               lmpdd_steps=lmpdd_steps, refine=refine, exact_vf=bool(exact_vf), polish=int(polish), periodic=periodic,
                               plane_offsets=bool(plane_offsets), smooth=bool(smooth) and not any(t.kind == "sa" for t in tg),
-                              memory_budget=memory_budget, progress=progress)
+                              memory_budget=memory_budget, progress=progress,
+                              init=init, init_start=float(init_start), grain_phase=grain_phase, grain_roughness=roughness)
     config = options.to_dict() | {"match_vf": None if target_vf is None else [round(float(v), 6) for v in target_vf],
                                   "weights": wt, "targets": [t.describe() for t in tg],
                                   "coupling_stop": model.coupling_stop, "match_latent_mean": RECONSTRUCT_MATCH_LATENT_MEAN}
     results = []
     for i in (range(n) if indices is None else indices):
         run = _Run(model, dims, _states(model, tg, wt), wt["prior"], seed + int(i), options, target_vf, device)
-        res = run.execute(config, return_probabilities)
+        res = run.execute(dict(config), return_probabilities)
+        if run.grain_roughness is not None:  # calibrated once, then the same for every volume
+            options = dataclasses.replace(options, grain_roughness=run.grain_roughness)
         results.append(res)
         if on_volume is not None:
             on_volume(int(i), res)
@@ -334,6 +356,25 @@ class _Run:
         named = {t.target.phase for t in terms if t.target.kind != "s2" and t.target.phase is not None}
         self.guarded = tuple(p for p in range(model.vae.config.n_phases) if p not in named)
         self.timings = {"lmpdd": 0.0, "prior": 0.0, "slice_terms": 0.0, "volume_terms": 0.0, "calibrate": 0.0, "finish": 0.0}
+        self.grain_roughness: float | None = None  # with init="grains": the roughness used
+
+    def start_latent(self, gen: torch.Generator) -> torch.Tensor:
+        """The latent the run starts from: the one ``reconstruct`` samples for this seed (its
+        defaults; with ``init``, its grain start)."""
+        if self.o.init is None:
+            moments = latent_mean_moments(self.model, "ddim", self.o.lmpdd_steps) if RECONSTRUCT_MATCH_LATENT_MEAN else None
+            f = self.vae.config.downsample_factor
+            latent_shape = (self.vae.config.latent_channels, *(s // f for s in self.dims))
+            return sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.o.lmpdd_steps, generator=gen,
+                                        coupling_stop=self.model.coupling_stop, moments=moments, device=self.device,
+                                        progress=self.o.progress, **self.opts)
+        from microlad.reconstruct import reconstruct
+
+        rec = reconstruct(self.model, self.dims, n=1, seed=self.seed, steps=self.o.lmpdd_steps, refine=self.o.refine,
+                          init=self.o.init, init_start=self.o.init_start, grain_phase=self.o.grain_phase,
+                          grain_roughness=self.o.grain_roughness, return_latent=True, progress=self.o.progress, **self.opts)[0]
+        self.grain_roughness = rec.grain_roughness
+        return rec.latent.to(self.device)
 
     # -- finishing and measuring ----------------------------------------------------------
     def finish(self, z: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
@@ -534,16 +575,12 @@ class _Run:
         return row, values
 
     def execute(self, config: dict, return_probabilities: bool) -> GuidanceResult:
-        f = self.vae.config.downsample_factor
-        latent_shape = (self.vae.config.latent_channels, *(s // f for s in self.dims))
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
         t0 = time.perf_counter()
-        # the start is the latent reconstruct() samples for this seed (its defaults)
-        moments = latent_mean_moments(self.model, "ddim", self.o.lmpdd_steps) if RECONSTRUCT_MATCH_LATENT_MEAN else None
-        z0 = sample_latent_volume(self.unet, self.schedule, latent_shape, steps=self.o.lmpdd_steps, generator=gen,
-                                  coupling_stop=self.model.coupling_stop, moments=moments, device=self.device,
-                                  progress=self.o.progress, **self.opts)
+        z0 = self.start_latent(gen)
         self.timings["lmpdd"] = time.perf_counter() - t0
+        if self.grain_roughness is not None:
+            config["grain_roughness"] = round(float(self.grain_roughness), 4)
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=self.o.lr)
         log: list[dict] = []
@@ -634,6 +671,15 @@ class _Run:
                               smoothing_sigma=tuple(self.sigma or ()), steps_run=s, selected_step=best_step, polish=polish_info,
                               phase_fractions={"start": start_fractions,
                                                "final": volume_fraction(labels, n_phases=self.vae.config.n_phases).tolist()})
+
+
+def _check_grain_start(model, init: str | None, start: float, grain_phase: int | None,
+                       roughness: float | str) -> float | str:
+    """Validate the start options of :func:`generate` before any work (one-line errors)."""
+    from microlad.reconstruct.api import _check_roughness, _grain_start
+
+    _grain_start(model, init, start, grain_phase)
+    return _check_roughness(roughness)
 
 
 def _spans_text(spans: frozenset[tuple[int, int]]) -> str:

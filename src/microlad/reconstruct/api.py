@@ -35,6 +35,8 @@ class Reconstruction:
         as a dict); empty when it did not run.
     grain_roughness : with ``init="grains"``, the grain-surface roughness A (voxels) used
         (calibrated with ``grain_roughness="auto"``); None otherwise.
+    latent : the normalised L-MPDD latent (C, Z/f, Y/f, X/f) the volume was decoded from, or
+        None unless requested (``return_latent``; guidance starts from it).
     """
 
     labels: np.ndarray
@@ -44,6 +46,7 @@ class Reconstruction:
     smoothing_sigma: tuple[float, ...] = ()
     polish: dict = field(default_factory=dict)
     grain_roughness: float | None = None
+    latent: torch.Tensor | None = None
 
 
 def _calibrated_roughness(model, pore: int, dims: tuple[int, int, int], latent_start, unsmoothed) -> float:
@@ -104,6 +107,17 @@ def _grain_start(model, init: str | None, start: float, grain_phase: int | None)
     return grain_parameters(vf[pore], float(stats.specific_surface_area[pore])), grain, pore
 
 
+def _check_roughness(value: float | str) -> float | str:
+    """``grain_roughness``: "auto" or a finite number >= 0 (InputError otherwise)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise InputError(f"grain_roughness must be a number >= 0 or 'auto', got {value!r}")
+        return value
+    if not 0 <= float(value) < float("inf"):
+        raise InputError(f"grain_roughness must be >= 0 or 'auto', got {value}")
+    return float(value)
+
+
 def _polish(labels: np.ndarray, targets, iterations: int, progress: bool) -> tuple[np.ndarray, dict]:
     from microlad.descriptors import spanning_pairs, volume_fraction
     from microlad.reconstruct.polish import polish_s2
@@ -152,6 +166,7 @@ def reconstruct(
     grain_phase: int | None = None,
     grain_roughness: float | str = "auto",
     return_probabilities: bool = False,
+    return_latent: bool = False,
     memory_budget: int | None = None,
     progress: bool = True,
 ) -> list[Reconstruction]:
@@ -220,6 +235,9 @@ def reconstruct(
     slices are, before smoothing, as rough as the training images'
     (:func:`~microlad.reconstruct.grains.calibrate_roughness`; a few small reconstructions).
     Two-phase models only.
+
+    ``return_probabilities`` / ``return_latent``: keep each volume's final probabilities /
+    its L-MPDD latent in the :class:`Reconstruction` (default off: they are large).
     """
     vae, unet = model.vae, model.unet
     f = vae.config.downsample_factor
@@ -246,11 +264,8 @@ def reconstruct(
     opts = SliceOptions(periodic=periodic, memory_budget=memory_budget, progress=progress, device=device)
     moments = latent_mean_moments(model, sampler, steps) if match_latent_mean else None
     grains = _grain_start(model, init, init_start, grain_phase)
-    auto_roughness = isinstance(grain_roughness, str)
-    if auto_roughness and grain_roughness != "auto":
-        raise InputError(f"grain_roughness must be a number >= 0 or 'auto', got {grain_roughness!r}")
-    if not auto_roughness and not 0 <= float(grain_roughness) < float("inf"):
-        raise InputError(f"grain_roughness must be >= 0 or 'auto', got {grain_roughness}")
+    grain_roughness = _check_roughness(grain_roughness)
+    auto_roughness = grain_roughness == "auto"
 
     def latent_start(size: tuple[int, int, int], vol_seed: int, roughness: float) -> torch.Tensor | None:
         """The SDEdit start of ``init="grains"``: a grain pack built from the 2D statistics, as a latent."""
@@ -262,13 +277,17 @@ def reconstruct(
         pack = np.where(boolean_grains(size, params, np.random.default_rng(vol_seed), roughness=roughness), grain, pore)
         return project_labels(vae, pack.astype(np.uint8), opts)
 
+    latents: list[torch.Tensor] = []
+
     def unsmoothed(size: tuple[int, int, int], vol_seed: int, z_init: torch.Tensor | None) -> tuple[torch.Tensor, list[float]]:
-        """L-MPDD, decoding and refinement of one volume: probabilities (P, *size) and stage end times."""
+        """L-MPDD, decoding and refinement of one volume: probabilities (P, *size) and stage end times
+        (the latent is kept in ``latents[-1]``)."""
         gen = torch.Generator(device="cpu").manual_seed(vol_seed)
         shape_latent = (vae.config.latent_channels, *(s // f for s in size))
         z = sample_latent_volume(unet, model.schedule, shape_latent, steps=steps, sampler=sampler, average_axes=average_axes,
                                  slice_coupling=slice_coupling, coupling_stop=coupling_stop,
                                  moments=moments, generator=gen, options=opts, init=z_init, start=init_start)
+        latents.append(z)
         t1 = time.perf_counter()
         probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()
@@ -280,12 +299,15 @@ def reconstruct(
         t_cal = time.perf_counter()
         roughness = _calibrated_roughness(model, grains[2], dims, latent_start, unsmoothed)
         calibration = time.perf_counter() - t_cal
+        latents.clear()
     results = []
     for i in range(n):
         vol_seed = seed + i
         t0 = time.perf_counter()
         z_init = latent_start(dims, vol_seed, roughness) if grains is not None else None
         probs, (t1, t2, t3) = unsmoothed(dims, vol_seed, z_init)
+        latent = latents[-1].detach().cpu() if return_latent else None
+        latents.clear()
         sigma: tuple[float, ...] = (0.0,) * probs.shape[0]
         if smooth:
             probs, sigma = smooth_probabilities(model, probs, target_vf, periodic=periodic)
@@ -305,6 +327,7 @@ def reconstruct(
                 smoothing_sigma=sigma,
                 polish=polished,
                 grain_roughness=roughness,
+                latent=latent,
             )
         )
     return results
