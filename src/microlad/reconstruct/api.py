@@ -64,7 +64,7 @@ def _calibrated_roughness(model, pore: int, dims: tuple[int, int, int], latent_s
     def error(a: float) -> float:
         measured = []
         for trial_seed in range(count):
-            probs, _ = unsmoothed(cube, trial_seed, latent_start(cube, trial_seed, a))
+            probs, _, _ = unsmoothed(cube, trial_seed, latent_start(cube, trial_seed, a))
             labels = probs.argmax(0).to(torch.uint8).cpu().numpy()
             measured += [slice_perimeter_density(labels, phase=pore, axis=ax) for ax in range(3)]
         return float(np.mean(measured)) / target - 1.0
@@ -277,21 +277,19 @@ def reconstruct(
         pack = np.where(boolean_grains(size, params, np.random.default_rng(vol_seed), roughness=roughness), grain, pore)
         return project_labels(vae, pack.astype(np.uint8), opts)
 
-    latents: list[torch.Tensor] = []
-
-    def unsmoothed(size: tuple[int, int, int], vol_seed: int, z_init: torch.Tensor | None) -> tuple[torch.Tensor, list[float]]:
-        """L-MPDD, decoding and refinement of one volume: probabilities (P, *size) and stage end times
-        (the latent is kept in ``latents[-1]``)."""
+    def unsmoothed(size: tuple[int, int, int], vol_seed: int,
+                   z_init: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """L-MPDD, decoding and refinement of one volume: probabilities (P, *size), the latent and
+        the stage end times."""
         gen = torch.Generator(device="cpu").manual_seed(vol_seed)
         shape_latent = (vae.config.latent_channels, *(s // f for s in size))
         z = sample_latent_volume(unet, model.schedule, shape_latent, steps=steps, sampler=sampler, average_axes=average_axes,
                                  slice_coupling=slice_coupling, coupling_stop=coupling_stop,
                                  moments=moments, generator=gen, options=opts, init=z_init, start=init_start)
-        latents.append(z)
         t1 = time.perf_counter()
         probs = latents_to_probabilities(vae, z, target_vf, opts)
         t2 = time.perf_counter()
-        return refine_probabilities(vae, probs, refine, target_vf, opts), [t1, t2, time.perf_counter()]
+        return refine_probabilities(vae, probs, refine, target_vf, opts), z, [t1, t2, time.perf_counter()]
 
     roughness = None if grains is None else (0.0 if auto_roughness else float(grain_roughness))
     calibration = 0.0
@@ -299,15 +297,13 @@ def reconstruct(
         t_cal = time.perf_counter()
         roughness = _calibrated_roughness(model, grains[2], dims, latent_start, unsmoothed)
         calibration = time.perf_counter() - t_cal
-        latents.clear()
     results = []
     for i in range(n):
         vol_seed = seed + i
         t0 = time.perf_counter()
         z_init = latent_start(dims, vol_seed, roughness) if grains is not None else None
-        probs, (t1, t2, t3) = unsmoothed(dims, vol_seed, z_init)
-        latent = latents[-1].detach().cpu() if return_latent else None
-        latents.clear()
+        probs, z, (t1, t2, t3) = unsmoothed(dims, vol_seed, z_init)
+        latent = z.detach().cpu() if return_latent else None
         sigma: tuple[float, ...] = (0.0,) * probs.shape[0]
         if smooth:
             probs, sigma = smooth_probabilities(model, probs, target_vf, periodic=periodic)
